@@ -1,0 +1,161 @@
+"""The shard map (catalog): which granules each shard needs, for one grid.
+
+JSON layout::
+
+    {"metadata": {...provenance...},
+     "grid_signature": {"type": "healpix", "indexing": "nested", "parent_order": 6, "child_order": 12, ...},
+     "shard_keys": [sorted morton words, plain JSON integers],
+     "shards": {"<shard key>": [{"id": ..., "s3": ..., "https": ..., "path": ..., "segments": {...}}]}}
+
+``segments`` (optional) gives, per beam, the index range ``[start, stop)`` that holds the
+shard's points; a catalog built by reading the granules records it so a worker can skip
+reading the rest of each beam. A catalog built from footprints (CMR) leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import CatalogError
+from shared.grid import DEFAULT_GRID, GridSignature, shard_order
+
+UINT64_MAX = 2**64 - 1
+
+
+class GranuleRef(BaseModel):
+    """One granule as a shard needs it. At least one location must be given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    s3: str | None = None
+    https: str | None = None
+    path: str | None = None  # a local file, for offline use
+    segments: dict[str, tuple[int, int]] | None = None
+
+    @model_validator(mode="after")
+    def _has_location(self) -> "GranuleRef":
+        if not (self.s3 or self.https or self.path):
+            raise ValueError(f"granule {self.id!r} has no location (s3, https or path)")
+        if self.segments:
+            for beam, (start, stop) in self.segments.items():
+                if not 0 <= start < stop:
+                    raise ValueError(f"granule {self.id!r} beam {beam}: bad segment range [{start}, {stop})")
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the worker reads it: S3 first (byte ranges), else the local path, else HTTPS."""
+        return self.s3 or self.path or self.https  # type: ignore[return-value]
+
+
+class CatalogTotals(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    shards: int
+    granules: int
+    granule_shard_pairs: int
+
+
+class CatalogMetadata(BaseModel):
+    """Provenance. Builders may add fields (query, cycle, region, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str
+    short_name: str = "ATL06"
+    version: str | None = None
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    region: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    totals: CatalogTotals | None = None
+
+
+class ShardMap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: CatalogMetadata
+    grid_signature: GridSignature
+    shard_keys: list[int]
+    shards: dict[int, list[GranuleRef]]
+
+    @field_validator("shard_keys")
+    @classmethod
+    def _sorted_unsigned(cls, keys: list[int]) -> list[int]:
+        for k in keys:
+            if not 0 <= k <= UINT64_MAX:
+                raise ValueError(f"shard key {k} is not an unsigned 64-bit morton word")
+        if keys != sorted(set(keys)):
+            raise ValueError("shard_keys must be sorted and unique")
+        return keys
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ShardMap":
+        if set(self.shards) != set(self.shard_keys):
+            raise ValueError("'shards' and 'shard_keys' list different shards")
+        for key in self.shard_keys:
+            order = shard_order(key)
+            if order != self.grid_signature.parent_order:
+                raise ValueError(f"shard key {key} is at order {order}, not the parent order {self.grid_signature.parent_order}")
+        return self
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, shards: dict[int, list[GranuleRef]], metadata: dict[str, Any], grid: GridSignature = DEFAULT_GRID) -> "ShardMap":
+        """The one writer of shard maps: sorts, drops empty shards, fills in the totals."""
+        shards = {int(k): sorted(v, key=lambda g: g.id) for k, v in shards.items() if v}
+        keys = sorted(shards)
+        totals = CatalogTotals(
+            shards=len(keys),
+            granules=len({g.id for v in shards.values() for g in v}),
+            granule_shard_pairs=sum(len(v) for v in shards.values()),
+        )
+        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys, shards={k: shards[k] for k in keys})
+
+    # -- queries ------------------------------------------------------------------------------
+    def shard_index(self, shard_key: int) -> int:
+        """Where the shard sits in the store: its position in the sorted shard keys."""
+        import bisect
+
+        i = bisect.bisect_left(self.shard_keys, shard_key)
+        if i == len(self.shard_keys) or self.shard_keys[i] != shard_key:
+            raise CatalogError(f"shard {shard_key} is not in the catalog")
+        return i
+
+    def select(self, shard_keys: list[int] | None = None, max_shards: int | None = None) -> list[int]:
+        """Shard keys to process: the given ones (checked) or all, optionally the first N."""
+        keys = self.shard_keys if not shard_keys else [k for k in shard_keys if self.shard_index(k) >= 0]
+        return keys[:max_shards] if max_shards else list(keys)
+
+    def require_grid(self, grid: GridSignature) -> None:
+        if self.grid_signature != grid:
+            raise CatalogError(
+                f"catalog grid {self.grid_signature.model_dump()} differs from the run's grid {grid.model_dump()}"
+            )
+
+    # -- files --------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), indent=1) + "\n")
+
+
+def load_catalog(path: str | Path, grid: GridSignature | None = DEFAULT_GRID) -> ShardMap:
+    """Read and validate a shard map; refuse one built for another grid."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror or exc}") from None
+    try:
+        shard_map = ShardMap.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "document"
+        raise CatalogError(f"invalid catalog {path}: {where}: {first['msg']} ({exc.error_count()} error(s))") from None
+    if grid is not None:
+        shard_map.require_grid(grid)
+    return shard_map

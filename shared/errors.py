@@ -1,0 +1,21 @@
+"""Exceptions that carry an operator-facing message. Never put a credential in one."""
+
+
+class ShardQueueError(Exception):
+    """Base class: the message is meant to be read by an operator as it is."""
+
+
+class CatalogError(ShardQueueError):
+    """The shard map is missing, malformed or built for another grid."""
+
+
+class ConfigError(ShardQueueError):
+    """The pipeline configuration is invalid."""
+
+
+class StoreError(ShardQueueError):
+    """The output store cannot be created, opened or written."""
+
+
+class GranuleError(ShardQueueError):
+    """One granule could not be read; recorded per granule, never swallowed."""

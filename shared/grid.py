@@ -1,0 +1,84 @@
+"""HEALPix grid maths: the one place that knows the orders and how shards map to cells.
+
+Shards are identified by mortie morton words (unsigned 64-bit) of their order-6 parent cell;
+cells inside a shard by HEALPix *nested* ids at the child order. mortie converts geodetic to
+authalic latitude, so every cell here is equal-area on the WGS84 ellipsoid.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import mortie
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+PARENT_ORDER = 6
+CHILD_ORDER = 12
+ELLIPSOID = "WGS84"
+
+
+def children_per_shard(parent_order: int = PARENT_ORDER, child_order: int = CHILD_ORDER) -> int:
+    return 4 ** (child_order - parent_order)
+
+
+class GridSignature(BaseModel):
+    """What a catalog, a run and a store must agree on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["healpix"] = "healpix"
+    indexing: Literal["nested"] = "nested"
+    parent_order: int = PARENT_ORDER
+    child_order: int = CHILD_ORDER
+    ellipsoid: Literal["WGS84"] = ELLIPSOID
+
+    @property
+    def children_per_shard(self) -> int:
+        return children_per_shard(self.parent_order, self.child_order)
+
+
+DEFAULT_GRID = GridSignature()
+
+
+def nested_ids(lat: np.ndarray, lon: np.ndarray, order: int) -> np.ndarray:
+    """HEALPix nested ids (uint64) at ``order`` of geodetic points."""
+    words = mortie.geo2mort(np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), order=order)
+    ids, _ = mortie.mort2healpix(np.atleast_1d(words))
+    return np.asarray(ids, dtype=np.uint64)
+
+
+def parent_of(cell_ids: np.ndarray, cell_order: int, parent_order: int) -> np.ndarray:
+    """Nested ids of the ancestors at ``parent_order`` (nested ids nest by bit shifting)."""
+    return np.asarray(cell_ids, dtype=np.uint64) >> np.uint64(2 * (cell_order - parent_order))
+
+
+def shard_nested_id(shard_key: int) -> int:
+    """Nested id of a shard given its morton word."""
+    ids, _ = mortie.mort2healpix(np.array([shard_key], dtype=np.uint64))
+    return int(ids[0])
+
+
+def shard_order(shard_key: int) -> int:
+    _, order = mortie.mort2healpix(np.array([shard_key], dtype=np.uint64))
+    return int(order)
+
+
+def shard_keys_from_nested(nested: np.ndarray, order: int) -> np.ndarray:
+    """Morton words (uint64) of nested ids at ``order``: the inverse of :func:`shard_nested_id`."""
+    nested = np.asarray(nested, dtype=np.int64)
+    base = nested >> (2 * order)
+    normed = nested & ((1 << (2 * order)) - 1)
+    return np.atleast_1d(mortie.norm2mort(normed, base, order)).astype(np.uint64)
+
+
+def shard_keys_of(lat: np.ndarray, lon: np.ndarray, order: int = PARENT_ORDER) -> np.ndarray:
+    """Morton words (uint64) of the shards holding each point."""
+    return np.atleast_1d(mortie.geo2mort(np.asarray(lat, np.float64), np.asarray(lon, np.float64), order=order)).astype(np.uint64)
+
+
+def child_cell_ids(shard_key: int, grid: GridSignature = DEFAULT_GRID) -> np.ndarray:
+    """The shard's child cells at the child order: a contiguous nested range, in order."""
+    n = grid.children_per_shard
+    first = shard_nested_id(shard_key) * n
+    return np.arange(first, first + n, dtype=np.uint64)
