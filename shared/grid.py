@@ -82,3 +82,13 @@ def child_cell_ids(shard_key: int, grid: GridSignature = DEFAULT_GRID) -> np.nda
     n = grid.children_per_shard
     first = shard_nested_id(shard_key) * n
     return np.arange(first, first + n, dtype=np.uint64)
+
+
+def shard_latitude_band(shard_key: int, pad_degrees: float = 0.01) -> tuple[float, float]:
+    """Geodetic latitude range of a shard, padded: a cheap test that rules points out.
+
+    HEALPix cell edges are monotonic in latitude between vertices, so the vertices bound it.
+    """
+    box = mortie.mort2bbox(np.uint64(shard_key))
+    lo, hi = float(box["south"]), float(box["north"])
+    return max(lo - pad_degrees, -90.0), min(hi + pad_degrees, 90.0)

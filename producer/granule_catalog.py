@@ -1,0 +1,113 @@
+"""Offline shard map: read each granule's coordinates once and record which shards it touches.
+
+Besides the granule list per shard, it records per beam the index range ``[start, stop)`` that
+holds the shard's points, so a worker reads only that slice of each beam (a granule crosses
+~30 shards; without the ranges every shard would read the whole coordinate arrays again).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from h5coro import h5coro
+
+from shared.catalog import GranuleRef, ShardMap
+from shared.config import PipelineConfig
+from shared.errors import CatalogError
+from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
+from worker.granule_io import GranuleReadError, ReadContext, driver_for, s3_client, split_s3_url
+
+
+def list_granules(source: str) -> list[str]:
+    """Granule locations under a local folder or an ``s3://bucket/prefix``, sorted."""
+    if source.startswith("s3://"):
+        bucket, prefix = split_s3_url(source if "/" in source.removeprefix("s3://") else source + "/")
+        client = s3_client()
+        keys = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("*")):
+            keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".h5")]
+        return [f"s3://{bucket}/{k}" for k in sorted(keys)]
+    root = Path(source)
+    if root.is_file():
+        return [str(root.resolve())]
+    if not root.is_dir():
+        raise CatalogError(f"granule source {source} is neither a folder, a file nor an s3:// prefix")
+    return [str(p.resolve()) for p in sorted(root.glob("*.h5"))]
+
+
+def beam_segments(lat: np.ndarray, lon: np.ndarray, grid: GridSignature) -> dict[int, tuple[int, int]]:
+    """Per shard touched by one beam: the index range holding its points."""
+    keys = shard_keys_of(lat, lon, grid.parent_order)
+    order = np.argsort(keys, kind="stable")
+    unique, first = np.unique(keys[order], return_index=True)
+    bounds = np.append(first, keys.size)
+    return {
+        int(key): (int(order[bounds[i] : bounds[i + 1]].min()), int(order[bounds[i] : bounds[i + 1]].max()) + 1)
+        for i, key in enumerate(unique)
+    }
+
+
+def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, dict[str, tuple[int, int]]]:
+    """``{shard key: {beam: (start, stop)}}`` for one granule."""
+    try:
+        h5 = h5coro.H5Coro(location, driver_for(location), credentials=context, errorChecking=True, verbose=False, cacheLineSize=256 * 1024)
+    except GranuleReadError as exc:
+        raise CatalogError(f"cannot read granule {location}: {exc}") from None
+    except Exception as exc:
+        raise CatalogError(f"cannot read granule {location}: not a readable HDF5 file ({exc})") from None
+    try:
+        paths = [config.dataset_path(b, n) for b in config.beams for n in (config.latitude, config.longitude)]
+        promise = h5.readDatasets(paths, block=True)
+    except GranuleReadError as exc:
+        raise CatalogError(f"cannot read granule {location}: {exc}") from None
+    finally:
+        h5.close()
+    shards: dict[int, dict[str, tuple[int, int]]] = {}
+    for beam in config.beams:
+        lat = promise.datasets[config.dataset_path(beam, config.latitude).lstrip("/")]
+        lon = promise.datasets[config.dataset_path(beam, config.longitude).lstrip("/")]
+        if lat is None or lon is None or lat.values is None or lon.values is None:
+            continue  # a missing beam is normal
+        lat_v, lon_v = lat.values, lon.values
+        ok = np.isfinite(lat_v) & np.isfinite(lon_v) & (np.abs(lat_v) <= 90)
+        index = np.flatnonzero(ok)
+        for key, (start, stop) in beam_segments(lat_v[ok], lon_v[ok], grid).items():
+            shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
+    return shards
+
+
+def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID, threads: int = 8) -> ShardMap:
+    locations = list_granules(source)
+    if not locations:
+        raise CatalogError(f"no .h5 granules found in {source}")
+    context = ReadContext(s3=s3_client() if source.startswith("s3://") else None)
+
+    def scan(location: str) -> dict[int, dict[str, tuple[int, int]]] | str:
+        try:
+            return granule_shards(location, config, grid, context)
+        except CatalogError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        per_granule = list(pool.map(scan, locations))
+    shards: dict[int, list[GranuleRef]] = {}
+    unreadable = [{"granule": loc, "reason": r} for loc, r in zip(locations, per_granule) if isinstance(r, str)]
+    for location, touched in zip(locations, per_granule):
+        if isinstance(touched, str):
+            continue  # recorded in the metadata, printed by the CLI
+        name = location.rsplit("/", 1)[-1]
+        where = {"s3": location} if location.startswith("s3://") else {"path": location}
+        for key, segments in touched.items():
+            shards.setdefault(key, []).append(GranuleRef(id=name, segments=segments, **where))
+    if len(unreadable) == len(locations):
+        raise CatalogError(f"none of the {len(locations)} granules in {source} could be read; first: {unreadable[0]['reason']}")
+    metadata = {
+        "source": "granules",
+        "short_name": config.product,
+        "granule_source": source,
+        "granules_scanned": len(locations),
+        "unreadable_granules": unreadable,
+    }
+    return ShardMap.build(shards, metadata, grid)

@@ -1,0 +1,48 @@
+"""Expected statistics computed without the project's code: h5py + healpix-geo + numpy, one cell at a time."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+from healpix_geo.nested import lonlat_to_healpix
+
+BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+
+
+def kept_points(path) -> dict[str, np.ndarray]:
+    """Quality-0 points with a real height and sigma, from every beam present."""
+    cols = {k: [] for k in ("lat", "lon", "h", "s")}
+    with h5py.File(path, "r") as f:
+        for beam in BEAMS:
+            if f"{beam}/land_ice_segments" not in f:
+                continue
+            g = f[f"{beam}/land_ice_segments"]
+            h, s = g["h_li"][:], g["h_li_sigma"][:]
+            ok = (g["atl06_quality_summary"][:] == 0) & np.isfinite(h) & np.isfinite(s) & (s > 0)
+            ok &= h != g["h_li"].fillvalue
+            ok &= s != g["h_li_sigma"].fillvalue
+            for key, arr in (("lat", g["latitude"][:]), ("lon", g["longitude"][:]), ("h", h), ("s", s)):
+                cols[key].append(arr[ok])
+    return {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
+
+
+def expected_cells(points: dict[str, np.ndarray], level: int = 12) -> dict[int, dict[str, float]]:
+    cells = lonlat_to_healpix(points["lon"], points["lat"], level, ellipsoid="WGS84").astype(np.uint64)
+    out = {}
+    for cell in np.unique(cells):
+        m = cells == cell
+        h = points["h"][m].astype(np.float64)
+        s = points["s"][m].astype(np.float64)
+        w = 1 / s**2
+        out[int(cell)] = {
+            "count": m.sum(),
+            "h_min": h.min(),
+            "h_max": h.max(),
+            "h_mean": np.sum(h * w) / np.sum(w),
+            "h_sigma": 1 / np.sqrt(np.sum(w)),
+            "h_variance": np.var(h),
+            "h_q25": np.quantile(h, 0.25),
+            "h_q50": np.quantile(h, 0.5),
+            "h_q75": np.quantile(h, 0.75),
+        }
+    return out

@@ -1,0 +1,56 @@
+"""Process shards of a catalog on this machine, several at a time: the "test locally first" path."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from functools import partial
+from typing import Iterator
+
+from shared.catalog import ShardMap
+from shared.config import PipelineConfig
+from shared.results import ShardResult, ShardStatus
+from worker.granule_io import ReadContext, s3_client
+from worker.shard import process_shard
+from worker.store import write_shard
+
+
+@dataclass(frozen=True)
+class LocalJob:
+    shard_key: int
+    shard_index: int
+
+
+def run_one(job: LocalJob, shard_map: ShardMap, config: PipelineConfig, store: str) -> ShardResult:
+    needs_s3 = any(g.s3 for g in shard_map.shards[job.shard_key])
+    context = ReadContext(s3=s3_client() if needs_s3 else None)
+    try:
+        return process_shard(
+            job.shard_key,
+            shard_map.shards[job.shard_key],
+            config,
+            shard_map.grid_signature,
+            partial(_write, store, job.shard_index),
+            context,
+        )
+    except Exception as exc:  # a shard that cannot be written is FAILED, the others go on
+        return ShardResult(shard_key=job.shard_key, status=ShardStatus.FAILED, error=" ".join(str(exc).split()))
+
+
+def _write(store: str, shard_index: int, stats: dict) -> None:
+    write_shard(store, shard_index, stats)
+
+
+def run_local(shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None) -> Iterator[ShardResult]:
+    """Yield each shard's result as it finishes. Shards run in separate processes (CPU-bound)."""
+    jobs = [LocalJob(k, shard_map.shard_index(k)) for k in keys]
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        for job in jobs:
+            yield run_one(job, shard_map, config, store)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(run_one, job, shard_map, config, store) for job in jobs]
+        for future in as_completed(futures):
+            yield future.result()

@@ -1,0 +1,48 @@
+"""Which points of a beam belong to a shard and pass the filters: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.grid import GridSignature, nested_ids, parent_of
+
+
+def valid_values(x: np.ndarray, fill_value: float | None) -> np.ndarray:
+    """True where ``x`` is data: finite and not the dataset's HDF5 fill value."""
+    ok = np.isfinite(x)
+    if fill_value is not None:
+        ok &= x != fill_value
+    return ok
+
+
+def keep_mask(
+    h: np.ndarray,
+    sigma: np.ndarray,
+    quality: np.ndarray | None,
+    keep: tuple[int, ...],
+    h_fill: float | None,
+    sigma_fill: float | None,
+) -> np.ndarray:
+    """Points every statistic can use: a height, a positive finite sigma, and an accepted quality flag."""
+    ok = valid_values(h, h_fill) & valid_values(sigma, sigma_fill) & (sigma > 0)
+    if quality is not None:
+        ok &= np.isin(quality, np.asarray(keep, dtype=quality.dtype))
+    return ok
+
+
+def span(mask: np.ndarray) -> tuple[int, int] | None:
+    """Smallest index range ``[start, stop)`` holding every True of ``mask``; None if there is none."""
+    hits = np.flatnonzero(mask)
+    if hits.size == 0:
+        return None
+    return int(hits[0]), int(hits[-1]) + 1
+
+
+def child_index(lat: np.ndarray, lon: np.ndarray, shard_nested: int, grid: GridSignature) -> np.ndarray:
+    """Index (0..children-1) of each point's child cell in the shard, -1 for points outside it."""
+    cells = nested_ids(lat, lon, grid.child_order)
+    inside = parent_of(cells, grid.child_order, grid.parent_order) == np.uint64(shard_nested)
+    first = np.uint64(shard_nested) * np.uint64(grid.children_per_shard)
+    index = np.full(cells.shape, -1, dtype=np.int64)
+    index[inside] = (cells[inside] - first).astype(np.int64)
+    return index

@@ -1,0 +1,78 @@
+"""One shard, start to finish: read its granules, aggregate, write, report what happened."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from shared.catalog import GranuleRef
+from shared.config import PipelineConfig
+from shared.grid import GridSignature
+from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
+from worker.aggregate import aggregate
+from worker.granule_io import GranuleReadError, ReadContext
+from worker.reader import Points, ShardGeometry, read_points
+
+# Granules are read concurrently: the work is waiting on byte ranges and zlib, which release the GIL.
+GRANULE_THREADS = 8
+
+ShardWriter = Callable[[dict], None]
+
+
+def read_shard(
+    granules: list[GranuleRef], geometry: ShardGeometry, config: PipelineConfig, context: ReadContext, threads: int = GRANULE_THREADS
+) -> tuple[list[Points], list[GranuleFailure]]:
+    """Read every granule; each failure is recorded with its reason, never dropped."""
+
+    def one(granule: GranuleRef) -> Points | GranuleFailure:
+        try:
+            return read_points(granule, geometry, config, context)
+        except GranuleReadError as exc:
+            return GranuleFailure(granule=granule.id, kind=exc.kind, reason=exc.reason)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(granules)))) as pool:
+        outcomes = list(pool.map(one, granules))
+    return [o for o in outcomes if isinstance(o, Points)], [o for o in outcomes if isinstance(o, GranuleFailure)]
+
+
+def process_shard(
+    shard_key: int,
+    granules: list[GranuleRef],
+    config: PipelineConfig,
+    grid: GridSignature,
+    write: ShardWriter,
+    context: ReadContext | None = None,
+) -> ShardResult:
+    """Aggregate one shard and hand its statistics to ``write`` (unless nothing could be read).
+
+    A granule that fails makes the shard PARTIAL (or FAILED when none could be read);
+    the failures travel in the result with their reasons.
+    """
+    started = time.perf_counter()
+    context = context or ReadContext()
+    parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context)
+    points = Points.concat(parts)
+    status = ShardResult.status_for(len(parts), failures, len(points))
+    stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)
+    if status != ShardStatus.FAILED:
+        write(stats)
+    error = None
+    if failures:
+        error = f"{len(failures)} of {len(granules)} granules could not be read"
+        if any(f.kind == FailureKind.DENIED for f in failures):
+            error += "; S3 credentials expired or were refused: refresh them and redrive"
+    return ShardResult(
+        shard_key=shard_key,
+        status=status,
+        granules_read=len(parts),
+        granules_failed=failures,
+        observations=len(points),
+        cells_with_data=int(np.unique(points.cell).size),
+        duration_s=time.perf_counter() - started,
+        bytes_fetched=context.stats.bytes,
+        requests=context.stats.requests,
+        error=error,
+    )
