@@ -51,18 +51,123 @@ def run_catalog(args: argparse.Namespace) -> int:
     return cmr.main(args)
 
 
+def add_stack_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", help="CloudFormation stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
+
+
+def add_credentials_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--credentials-file", metavar="FILE", help="JSON with accessKeyId/secretAccessKey/sessionToken/expiration (default: NASA Earthdata login)")
+
+
+def submit_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", required=True, help="shard map JSON")
+    p.add_argument("--store", help="output Zarr store (default: s3://<stack bucket>/<prefix><run id>.zarr)")
+    p.add_argument("--config", help="pipeline config YAML (default: the shipped ATL06 config)")
+    p.add_argument("--shard", type=int, action="append", metavar="KEY", help="submit only this shard (repeatable)")
+    p.add_argument("--max-shards", type=int, metavar="N", help="submit at most N shards")
+    p.add_argument("--run-id", help="run id; re-submitting an existing run id only sends its PENDING shards")
+    p.add_argument("--output-creds", metavar="FILE", help="credentials JSON for an external output store")
+    p.add_argument("--seconds-per-shard", type=float, default=60.0, help="for the cost estimate (default 60)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; store and send nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    add_credentials_options(p)
+    add_stack_option(p)
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    from producer.submit import submit
+
+    return submit(args)
+
+
+# Commands import their modules when run, so `--help` and `catalog` start fast.
+def run_status(args: argparse.Namespace) -> int:
+    from producer.status import status
+
+    return status(args)
+
+
+def run_redrive(args: argparse.Namespace) -> int:
+    from producer.redrive import redrive
+
+    return redrive(args)
+
+
+def run_resubmit(args: argparse.Namespace) -> int:
+    from producer.redrive import resubmit
+
+    return resubmit(args)
+
+
+def status_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="recent runs, or one run's shards", description="Run status from the run table (queries, never scans).")
+    p.add_argument("run_id", nargs="?", help="a run id (default: list recent runs)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", action="store_true", help="refresh until every shard has finished")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes with --watch")
+    p.add_argument("--limit", type=int, default=20, help="how many recent runs to list")
+    add_stack_option(p)
+    p.set_defaults(func=run_status)
+
+
+def redrive_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("redrive", help="move dead-lettered shards back to the queue", description="Move DLQ messages back to the shard queue and put their shards back to PENDING.")
+    p.add_argument("--run-id", help="only this run's messages")
+    p.add_argument("--refresh-credentials", action="store_true", help="re-put the credentials parameter first (it is refreshed anyway when expired)")
+    add_credentials_options(p)
+    add_stack_option(p)
+    p.set_defaults(func=run_redrive)
+
+
+def resubmit_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("resubmit", help="re-enqueue shards of a run from its records", description="Re-enqueue shards from the run records (when their DLQ messages are gone).")
+    p.add_argument("run_id")
+    p.add_argument("--status", default="FAILED,PARTIAL", help="comma-separated statuses to resubmit (default FAILED,PARTIAL)")
+    p.add_argument("--refresh-credentials", action="store_true", help="re-put the credentials parameter first")
+    add_credentials_options(p)
+    add_stack_option(p)
+    p.set_defaults(func=run_resubmit)
+
+
+def run_stack(args: argparse.Namespace) -> int:
+    from producer.stack import stack_command
+
+    return stack_command(args)
+
+
+def stack_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stack", help="the embedded stack (AWS emulator on this machine)", description="Run template.yaml in an AWS emulator on loopback: no AWS account needed.")
+    p.add_argument("action", choices=["up", "down", "status", "env"])
+    p.add_argument("--state-dir", default=".stack", help="where the emulator's state file and log go (default .stack)")
+    add_stack_option(p)
+    p.set_defaults(func=run_stack)
+
+
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "stack": stack_parser,
     "catalog": catalog_parser,
+    "status": status_parser,
+    "redrive": redrive_parser,
+    "resubmit": resubmit_parser,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m producer", description=__doc__.split("\n\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(
+        prog="python -m producer",
+        description="Submit a run: python -m producer --catalog catalog.json [options]. Or one of the commands below.",
+        epilog="Submit options: python -m producer submit --help",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    submit_parser(sub.add_parser("submit", help="submit a run (the default command)", description="Submit one SQS message per shard of a catalog."))
     for add in SUBCOMMANDS.values():
         add(sub)
+    if argv and argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
+        argv = ["submit", *argv]  # `python -m producer --catalog ...` submits
     args = parser.parse_args(argv)
+    if args.command == "submit":
+        args.func = run_submit
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

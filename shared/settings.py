@@ -16,6 +16,8 @@ ENV_OUTPUT_BUCKET = "OUTPUT_BUCKET"
 ENV_OUTPUT_PREFIX = "OUTPUT_PREFIX"  # the worker writes nowhere but s3://OUTPUT_BUCKET/OUTPUT_PREFIX...
 ENV_PARAMETER_PREFIX = "PARAMETER_PREFIX"  # SSM names the worker may read start with this
 ENV_DEADLINE_MARGIN = "DEADLINE_MARGIN_SECONDS"  # stop this long before the Lambda deadline
+ENV_DLQ_URL = "DEAD_LETTER_QUEUE_URL"  # messages that can never succeed go straight here
+ENV_MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"  # the queue's maxReceiveCount: the last attempt records FAILED
 
 # -- stack outputs (template.yaml: Outputs) ----------------------------------------------------
 OUTPUT_QUEUE_URL = "ShardQueueUrl"
@@ -56,6 +58,8 @@ class WorkerSettings(BaseModel):
     output_bucket: str
     output_prefix: str = ""
     parameter_prefix: str
+    dead_letter_queue_url: str
+    max_receive_count: int = 5
     deadline_margin_seconds: float = 30.0
 
     @classmethod
@@ -65,10 +69,66 @@ class WorkerSettings(BaseModel):
             output_bucket=os.environ[ENV_OUTPUT_BUCKET],
             output_prefix=os.environ.get(ENV_OUTPUT_PREFIX, ""),
             parameter_prefix=os.environ[ENV_PARAMETER_PREFIX],
+            dead_letter_queue_url=os.environ[ENV_DLQ_URL],
+            max_receive_count=int(os.environ.get(ENV_MAX_RECEIVE_COUNT, "5")),
             deadline_margin_seconds=float(os.environ.get(ENV_DEADLINE_MARGIN, "30")),
         )
 
+    @property
+    def output_root(self) -> str:
+        return f"s3://{self.output_bucket}/{self.output_prefix}"
+
     def allows_store(self, store: str) -> bool:
         """True when ``store`` lies under the output location the stack was deployed with."""
-        root = f"s3://{self.output_bucket}/{self.output_prefix}"
-        return store.startswith(root if root.endswith("/") or not self.output_prefix else root + "/") or store.rstrip("/") == root.rstrip("/")
+        root = self.output_root
+        if not root.endswith("/"):
+            root += "/"
+        return store.startswith(root) and ".." not in store.split("/") and len(store) > len(root)
+
+    def allows_parameter(self, name: str) -> bool:
+        return name.startswith(self.parameter_prefix.rstrip("/") + "/")
+
+    def allows_granule_list(self, url: str) -> bool:
+        return url.startswith(f"s3://{self.output_bucket}/{RUN_FILES_PREFIX}") and ".." not in url.split("/")
+
+
+# -- which stack the operator's commands talk to ------------------------------------------------
+ENV_STACK_NAME = "SHARD_QUEUE_STACK"
+DEFAULT_STACK_NAME = "icesat2-shard-queue"
+
+
+class StackOutputs(BaseModel):
+    """The deployed stack as the producer sees it (CloudFormation outputs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+    dead_letter_queue_arn: str
+    run_table: str
+    output_bucket: str
+    output_prefix: str
+    parameter_prefix: str
+    function_name: str
+    memory_mb: int
+    timeout_s: int
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, str]) -> "StackOutputs":
+        return cls(
+            queue_url=outputs[OUTPUT_QUEUE_URL],
+            queue_arn=outputs[OUTPUT_QUEUE_ARN],
+            dead_letter_queue_url=outputs[OUTPUT_DLQ_URL],
+            dead_letter_queue_arn=outputs[OUTPUT_DLQ_ARN],
+            run_table=outputs[OUTPUT_TABLE],
+            output_bucket=outputs[OUTPUT_BUCKET],
+            output_prefix=outputs.get(OUTPUT_PREFIX, ""),
+            parameter_prefix=outputs[OUTPUT_PARAMETER_PREFIX],
+            function_name=outputs[OUTPUT_FUNCTION],
+            memory_mb=int(outputs[OUTPUT_FUNCTION_MEMORY]),
+            timeout_s=int(outputs[OUTPUT_FUNCTION_TIMEOUT]),
+        )
+
+    def default_store(self, run_id: str) -> str:
+        return f"s3://{self.output_bucket}/{self.output_prefix}{run_id}.zarr"

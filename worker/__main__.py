@@ -14,19 +14,44 @@ from shared.results import ShardStatus
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
-        description="Aggregate ATL06 shards of a catalog into a Zarr store on this machine.",
+        description=(
+            "Aggregate ATL06 shards of a catalog into a Zarr store on this machine (--catalog, --store), "
+            "or act as the stack's SQS event source mapping and run the real Lambda handler locally (--local)."
+        ),
     )
-    parser.add_argument("--catalog", required=True, help="shard map JSON (python -m producer catalog)")
-    parser.add_argument("--store", required=True, help="output Zarr store: a local path or s3://bucket/prefix.zarr")
+    parser.add_argument("--catalog", help="shard map JSON (python -m producer catalog)")
+    parser.add_argument("--store", help="output Zarr store: a local path or s3://bucket/prefix.zarr")
     parser.add_argument("--config", help="pipeline config YAML (default: the shipped ATL06 config)")
     parser.add_argument("--shard", type=int, action="append", metavar="KEY", help="process only this shard (repeatable)")
     parser.add_argument("--max-shards", type=int, metavar="N", help="process at most N shards")
-    parser.add_argument("--workers", type=int, metavar="N", help="shards processed at a time (default: CPU count)")
-    return parser.parse_args(argv)
+    parser.add_argument("--workers", type=int, metavar="N", help="shards (or with --local, worker processes) at a time")
+    local = parser.add_argument_group("queue worker (--local)")
+    local.add_argument("--local", action="store_true", help="poll the stack's shard queue and run the Lambda handler here")
+    local.add_argument("--until-empty", action="store_true", help="exit when the queue and the work in flight are drained")
+    local.add_argument("--visibility-timeout", type=int, metavar="S", help="receive with this visibility timeout instead of the queue's")
+    local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
+    args = parser.parse_args(argv)
+    if not args.local and not (args.catalog and args.store):
+        parser.error("--catalog and --store are required (or --local to work the queue)")
+    return args
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    from producer.aws import load_stack
+    from worker.runner import read_mapping, run
+
+    mapping = read_mapping(load_stack(args.stack).function_name)
+    return run(mapping, args.workers, args.until_empty, args.visibility_timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.local:
+        try:
+            return run_queue(args)
+        except ShardQueueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     from worker.local import run_local
     from worker.store import create_template
 

@@ -20,14 +20,30 @@ from worker.reader import Points, ShardGeometry, read_points
 GRANULE_THREADS = 8
 
 ShardWriter = Callable[[dict], None]
+StopCheck = Callable[[], bool]
+
+
+class DeadlineReached(Exception):
+    """Not enough time left to finish the shard: stop before writing anything."""
+
+
+def _never() -> bool:
+    return False
 
 
 def read_shard(
-    granules: list[GranuleRef], geometry: ShardGeometry, config: PipelineConfig, context: ReadContext, threads: int = GRANULE_THREADS
+    granules: list[GranuleRef],
+    geometry: ShardGeometry,
+    config: PipelineConfig,
+    context: ReadContext,
+    threads: int = GRANULE_THREADS,
+    should_stop: StopCheck = _never,
 ) -> tuple[list[Points], list[GranuleFailure]]:
     """Read every granule; each failure is recorded with its reason, never dropped."""
 
     def one(granule: GranuleRef) -> Points | GranuleFailure:
+        if should_stop():
+            raise DeadlineReached(f"stopped before reading {granule.id}: the invocation deadline is near")
         try:
             return read_points(granule, geometry, config, context)
         except GranuleReadError as exc:
@@ -45,19 +61,24 @@ def process_shard(
     grid: GridSignature,
     write: ShardWriter,
     context: ReadContext | None = None,
+    should_stop: StopCheck = _never,
 ) -> ShardResult:
     """Aggregate one shard and hand its statistics to ``write`` (unless nothing could be read).
 
     A granule that fails makes the shard PARTIAL (or FAILED when none could be read);
-    the failures travel in the result with their reasons.
+    the failures travel in the result with their reasons. ``should_stop`` is asked before each
+    granule and before writing; when it says so, :class:`DeadlineReached` is raised and nothing
+    has been written.
     """
     started = time.perf_counter()
     context = context or ReadContext()
-    parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context)
+    parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
     points = Points.concat(parts)
     status = ShardResult.status_for(len(parts), failures, len(points))
     stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)
     if status != ShardStatus.FAILED:
+        if should_stop():
+            raise DeadlineReached("stopped before writing: the invocation deadline is near")
         write(stats)
     error = None
     if failures:

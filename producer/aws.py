@@ -1,0 +1,37 @@
+"""The deployed stack and AWS clients as the operator's commands use them."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import ShardQueueError
+from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, StackOutputs
+
+
+class StackError(ShardQueueError):
+    """The stack cannot be found or reached."""
+
+
+def stack_name(name: str | None = None) -> str:
+    return name or os.environ.get(ENV_STACK_NAME, DEFAULT_STACK_NAME)
+
+
+def load_stack(name: str | None = None) -> StackOutputs:
+    from producer.deploy import stack_outputs
+
+    name = stack_name(name)
+    try:
+        outputs = stack_outputs(boto3.client("cloudformation"), name)
+    except (ClientError, BotoCoreError) as exc:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        where = f" at {endpoint}" if endpoint else ""
+        raise StackError(
+            f"cannot read stack {name}{where}: {exc}. Deploy it (sam deploy) or start the embedded one (python -m producer stack up)"
+        ) from None
+    try:
+        return StackOutputs.from_outputs(outputs)
+    except KeyError as exc:
+        raise StackError(f"stack {name} has no output {exc}: was it deployed from this template.yaml?") from None

@@ -1,0 +1,160 @@
+"""The embedded stack: moto server on loopback running the same ``template.yaml``, no AWS account.
+
+``python -m producer stack up`` starts the emulator, deploys the template into it and writes
+``.stack/state.json``; ``eval "$(python -m producer stack env)"`` points every command (producer,
+worker, boto3, h5coro, the Zarr writer) at it through the standard ``AWS_ENDPOINT_URL``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from shared.errors import ShardQueueError
+from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, OUTPUT_FUNCTION
+
+STATE_DIR = Path(".stack")
+CODE_BUCKET = "embedded-stack-code"
+REGION = "us-west-2"
+# A small stack for one machine: two workers, a 300 s function timeout (1,800 s visibility).
+EMBEDDED_PARAMETERS = {"ReservedConcurrency": 2, "MaximumConcurrency": 2, "WorkerTimeout": 300, "WorkerMemorySize": 2048}
+EMULATOR_ENV = {"AWS_ACCESS_KEY_ID": "embedded", "AWS_SECRET_ACCESS_KEY": "embedded", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+
+
+class EmbeddedStackError(ShardQueueError):
+    pass
+
+
+class StackState(BaseModel):
+    endpoint: str
+    pid: int
+    stack_name: str
+    outputs: dict[str, str] = {}
+
+    def environment(self) -> dict[str, str]:
+        return {**EMULATOR_ENV, "AWS_ENDPOINT_URL": self.endpoint, ENV_STACK_NAME: self.stack_name}
+
+
+def state_path(root: Path = STATE_DIR) -> Path:
+    return root / "state.json"
+
+
+def read_state(root: Path = STATE_DIR) -> StackState | None:
+    path = state_path(root)
+    if not path.exists():
+        return None
+    return StackState.model_validate_json(path.read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def emulator_alive(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "moto.log", "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
+    )
+    deadline = time.monotonic() + 60
+    while not emulator_alive(endpoint):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise EmbeddedStackError(f"the AWS emulator did not start on {endpoint}; see {root / 'moto.log'}")
+        time.sleep(0.2)
+    return endpoint, process.pid
+
+
+def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
+    import boto3
+
+    from producer.deploy import deploy_stack, package_code, translate_template
+
+    clients = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="embedded", aws_secret_access_key="embedded")
+    code_uri = package_code(boto3.client("s3", **clients), CODE_BUCKET)
+    template = translate_template(parameters=EMBEDDED_PARAMETERS, code_uri=code_uri, region=REGION)
+    outputs = deploy_stack(boto3.client("cloudformation", **clients), stack_name, template, EMBEDDED_PARAMETERS, poll_seconds=0.5)
+    hand_polling_to_local_runner(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
+    return outputs
+
+
+def hand_polling_to_local_runner(lambda_client, function_name: str) -> None:
+    """Switch off the emulator's own SQS poller: ``python -m worker --local`` is the poller here.
+
+    moto invokes a mapped function itself on every SendMessage, which needs Docker; with no Docker
+    those invocations fail and, after maxReceiveCount of them, dead-letter healthy shards.
+    The runner reads the mapping's settings (queue, batch size, concurrency) all the same.
+    """
+    for mapping in lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+
+
+def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None) -> StackState:
+    """Start (or reuse) the emulator and deploy the template. Safe to repeat."""
+    state = read_state(root)
+    if state is None or not emulator_alive(state.endpoint):
+        endpoint, pid = start_emulator(root, port)
+        state = StackState(endpoint=endpoint, pid=pid, stack_name=stack_name)
+    state.outputs = deploy(state.endpoint, state.stack_name)
+    state_path(root).write_text(state.model_dump_json(indent=1))
+    return state
+
+
+def down(root: Path = STATE_DIR) -> bool:
+    state = read_state(root)
+    if state is None:
+        return False
+    try:
+        os.killpg(state.pid, signal.SIGTERM)
+        for _ in range(50):
+            os.killpg(state.pid, 0)
+            time.sleep(0.1)
+        os.killpg(state.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    state_path(root).unlink(missing_ok=True)
+    return True
+
+
+def stack_command(args) -> int:
+    root = Path(args.state_dir)
+    if args.action == "up":
+        state = up(root, args.stack or DEFAULT_STACK_NAME)
+        print(f"embedded stack {state.stack_name} is up at {state.endpoint}")
+        print(f'point commands at it:  eval "$(python -m producer stack env)"')
+    elif args.action == "down":
+        print("embedded stack stopped" if down(root) else "no embedded stack is running")
+    elif args.action == "env":
+        state = read_state(root)
+        if state is None:
+            raise EmbeddedStackError("no embedded stack: run python -m producer stack up")
+        print("\n".join(f"export {k}={v}" for k, v in state.environment().items()))
+    else:
+        state = read_state(root)
+        if state is None or not emulator_alive(state.endpoint):
+            print("embedded stack: down")
+            return 1
+        print(f"embedded stack {state.stack_name}: up at {state.endpoint} (pid {state.pid})")
+        print(json.dumps(state.outputs, indent=1))
+    return 0

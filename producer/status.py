@@ -1,0 +1,107 @@
+"""``python -m producer status``: what happened to every shard of a run, from DynamoDB (queries only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+from producer.aws import load_stack
+from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, SubmitError
+from shared.results import ShardStatus
+from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
+
+PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
+ORDER = (ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED)
+
+
+def run_report(runs: RunStatusStore, run_id: str) -> dict:
+    run = runs.get_run(run_id)
+    if run is None:
+        raise SubmitError(f"no run {run_id} in table {runs.table}")
+    shards = list(runs.shards(run_id))
+    counts = {s: 0 for s in ORDER}
+    for shard in shards:
+        counts[shard.status] += 1
+    seconds = sum(s.duration_s or 0 for s in shards)
+    created = datetime.fromisoformat(run.created_at)
+    finished = [s.finished_at for s in shards if s.finished_at]
+    done = counts[ShardStatus.PENDING] + counts[ShardStatus.RUNNING] == 0
+    end = datetime.fromisoformat(max(finished)) if done and finished else datetime.now(timezone.utc)
+    return {
+        "run_id": run.run_id,
+        "created_at": run.created_at,
+        "store": run.store,
+        "shards": run.shards,
+        "counts": {str(k): v for k, v in counts.items()},
+        "counted_on_run": {str(k): v for k, v in run.counts.items()},
+        "observations": run.observations,
+        "elapsed_s": round((end - created).total_seconds(), 1),
+        "finished": done,
+        "compute_seconds": round(seconds, 1),
+        "estimated_cost_usd": round(seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + len(shards) * PRICE_PER_REQUEST, 4),
+        "problems": [_problem(s) for s in shards if s.status in PROBLEMS],
+    }
+
+
+def _problem(shard: ShardRecord) -> dict:
+    return {
+        "shard_key": shard.shard_key,
+        "status": str(shard.status),
+        "attempts": shard.attempts,
+        "error": shard.last_error,
+        "granules_failed": [f.model_dump(mode="json") for f in shard.granules_failed],
+    }
+
+
+def progress_bar(report: dict, width: int = 40) -> str:
+    total = max(report["shards"], 1)
+    finished = sum(report["counts"][str(s)] for s in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED))
+    filled = int(width * finished / total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{report['shards']}"
+
+
+def format_report(report: dict) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
+    lines = [
+        f"run {report['run_id']} (created {report['created_at']}) -> {report['store']}",
+        f"{progress_bar(report)}  {counts}",
+        f"observations {report['observations']:,}; elapsed {report['elapsed_s']:.0f} s; "
+        f"compute {report['compute_seconds']:.0f} s; estimated cost ${report['estimated_cost_usd']:.4f}",
+    ]
+    for p in report["problems"]:
+        lines.append(f"  {p['status']} shard {p['shard_key']} (attempts {p['attempts']}): {p['error'] or ''}")
+        lines += [f"      {g['granule']}: {g['kind']}: {g['reason']}" for g in p["granules_failed"]]
+    return "\n".join(lines)
+
+
+def format_runs(records: list[RunRecord]) -> str:
+    if not records:
+        return "no runs"
+    lines = [f"{'RUN':<36} {'CREATED':<26} {'SHARDS':>6} {'DONE':>6} {'FAILED':>6}  STORE"]
+    for r in records:
+        done = sum(r.counts.values())
+        lines.append(f"{r.run_id:<36} {r.created_at:<26} {r.shards:>6} {done:>6} {r.counts.get(ShardStatus.FAILED, 0):>6}  {r.store}")
+    return "\n".join(lines)
+
+
+def status(args) -> int:
+    stack = load_stack(args.stack)
+    runs = RunStatusStore(stack.run_table)
+    if not args.run_id:
+        records = runs.recent_runs(args.limit)
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=1) if args.json else format_runs(records))
+        return 0
+    while True:
+        report = run_report(runs, args.run_id)
+        if args.json:
+            print(json.dumps(report, indent=1))
+        elif args.watch and sys.stdout.isatty():
+            print("\033[2J\033[H" + format_report(report), flush=True)
+        else:
+            print(format_report(report), flush=True)
+        if not args.watch or report["finished"]:
+            break
+        time.sleep(args.interval)
+    return 1 if report["counts"][str(ShardStatus.FAILED)] else 0

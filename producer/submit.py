@@ -1,0 +1,199 @@
+"""Submit a run: credentials to SSM, run and shard records to DynamoDB, one SQS message per shard."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+
+from producer.aws import load_stack
+from shared.catalog import ShardMap, load_catalog
+from shared.config import PipelineConfig, load_config
+from shared.credentials import CredentialsError, S3Credentials, parameter_name, parse_credentials, put_credentials
+from shared.errors import ShardQueueError
+from shared.messages import GranuleList, ShardMessage
+from shared.results import ShardStatus
+from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
+from shared.settings import INLINE_GRANULES_MAX_BYTES, RUN_FILES_PREFIX, SQS_SEND_BATCH, StackOutputs
+from worker.store import create_template
+
+# Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
+PRICE_PER_GB_SECOND = 0.0000133334
+PRICE_PER_REQUEST = 0.20 / 1_000_000
+SEND_ATTEMPTS = 6
+
+
+class SubmitError(ShardQueueError):
+    pass
+
+
+@dataclass
+class Plan:
+    run_id: str
+    keys: list[int]
+    granules: int
+    store: str
+    seconds_per_shard: float
+    memory_mb: int
+
+    @property
+    def cost(self) -> float:
+        return len(self.keys) * (self.seconds_per_shard * self.memory_mb / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST)
+
+    def describe(self) -> str:
+        return (
+            f"run {self.run_id}: {len(self.keys)} shards, {self.granules} granule reads, store {self.store}\n"
+            f"estimated cost: ${self.cost:.2f} ({self.seconds_per_shard:.0f} s per shard at {self.memory_mb} MB; Lambda compute only)"
+        )
+
+
+def catalog_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def new_run_id(digest: str) -> str:
+    return f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{digest[:6]}"
+
+
+def nasa_credentials(path: str | None) -> S3Credentials:
+    """From a JSON file, or from NASA Earthdata (earthaccess login, then NSIDC's S3 credentials)."""
+    if path:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise CredentialsError(f"cannot read credentials file {path}: {exc.strerror}") from None
+        return parse_credentials(text, f"credentials file {path}")
+    try:
+        import earthaccess
+
+        auth = earthaccess.login(strategy="environment") if _has_env_login() else earthaccess.login(strategy="netrc")
+        if not auth or not getattr(auth, "authenticated", False):
+            raise RuntimeError("login refused")
+        creds = earthaccess.get_s3_credentials(daac="NSIDC")
+    except Exception as exc:  # earthaccess raises many kinds; none may carry a secret into our message
+        raise CredentialsError(
+            f"cannot get NASA S3 credentials ({type(exc).__name__}): set EARTHDATA_USERNAME/EARTHDATA_PASSWORD or ~/.netrc, or pass --credentials-file"
+        ) from None
+    return S3Credentials.model_validate(creds)
+
+
+def _has_env_login() -> bool:
+    import os
+
+    return bool(os.environ.get("EARTHDATA_USERNAME") and os.environ.get("EARTHDATA_PASSWORD"))
+
+
+def build_messages(shard_map: ShardMap, plan: Plan, config: PipelineConfig, read_param: str, output_param: str | None, s3, stack: StackOutputs) -> dict[int, ShardMessage]:
+    """One message per shard; a granule list too large to inline goes to the stack's bucket."""
+    messages = {}
+    for key in plan.keys:
+        common = dict(
+            run_id=plan.run_id, shard_key=key, shard_index=shard_map.shard_index(key), grid=shard_map.grid_signature,
+            config=config, store=plan.store, credentials_parameter=read_param, output_credentials_parameter=output_param,
+        )
+        granules = shard_map.shards[key]
+        message = ShardMessage(granules=granules, **common)
+        if len(message.body().encode()) > INLINE_GRANULES_MAX_BYTES:
+            object_key = f"{RUN_FILES_PREFIX}{plan.run_id}/granules/{key}.json"
+            s3.put_object(Bucket=stack.output_bucket, Key=object_key, Body=GranuleList(granules=granules).model_dump_json(exclude_none=True).encode())
+            message = ShardMessage(granules_url=f"s3://{stack.output_bucket}/{object_key}", **common)
+        messages[key] = message
+    return messages
+
+
+def send_all(sqs, queue_url: str, messages: list[ShardMessage], sleep=time.sleep) -> list[ShardMessage]:
+    """Send in batches of 10, retrying failed entries with backoff. Returns the messages never sent."""
+    unsent = []
+    for start in range(0, len(messages), SQS_SEND_BATCH):
+        pending = {str(i): m for i, m in enumerate(messages[start : start + SQS_SEND_BATCH])}
+        for attempt in range(SEND_ATTEMPTS):
+            if not pending:
+                break
+            if attempt:
+                sleep(min(0.2 * 2**attempt, 5.0))
+            try:
+                response = sqs.send_message_batch(
+                    QueueUrl=queue_url, Entries=[{"Id": i, "MessageBody": m.body()} for i, m in pending.items()]
+                )
+            except Exception:  # the whole call failed: retry every entry
+                continue
+            for ok in response.get("Successful", []):
+                pending.pop(ok["Id"], None)
+        unsent += pending.values()
+    return unsent
+
+
+def confirm(prompt: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def submit(args) -> int:
+    shard_map = load_catalog(args.catalog)
+    config = load_config(args.config)
+    keys = shard_map.select(args.shard, args.max_shards)
+    if not keys:
+        raise SubmitError(f"catalog {args.catalog} selects no shards")
+    stack = load_stack(args.stack)
+    digest = catalog_hash(args.catalog)
+    run_id = args.run_id or new_run_id(digest)
+    store = args.store or stack.default_store(run_id)
+    plan = Plan(run_id, keys, sum(len(shard_map.shards[k]) for k in keys), store, args.seconds_per_shard, stack.memory_mb)
+    print(plan.describe())
+    if args.dry_run:
+        print("dry run: nothing stored, nothing sent")
+        return 0
+    if not args.yes and not confirm("submit?"):
+        print("not submitted (answer y, or pass --yes)")
+        return 1
+
+    ssm, sqs, s3 = boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3")
+    runs = RunStatusStore(stack.run_table)
+    read_param = parameter_name(stack.parameter_prefix, run_id, "read")
+    put_credentials(ssm, read_param, nasa_credentials(args.credentials_file))
+    output_param = None
+    output_creds = None
+    if args.output_creds:
+        output_creds = nasa_credentials(args.output_creds)
+        output_param = parameter_name(stack.parameter_prefix, run_id, "output")
+        put_credentials(ssm, output_param, output_creds)
+
+    create_template(store, shard_map.shard_keys, config, shard_map.grid_signature,
+                    {"run_id": run_id, "catalog": shard_map.metadata.model_dump(mode="json")},
+                    output_creds.for_client() if output_creds else None)
+    try:
+        runs.create_run(RunRecord(
+            run_id=run_id, catalog=str(args.catalog), catalog_hash=digest, config=config.model_dump(mode="json"),
+            store=store, credentials_parameter=read_param, shards=len(keys), granules=plan.granules, memory_mb=stack.memory_mb,
+        ))
+    except ValueError as exc:
+        raise SubmitError(str(exc)) from None
+
+    messages = build_messages(shard_map, plan, config, read_param, output_param, s3, stack)
+    to_send = []
+    for key, message in messages.items():
+        record = ShardRecord(run_id=run_id, shard_key=key, shard_index=message.shard_index, status=ShardStatus.PENDING,
+                             granules=len(shard_map.shards[key]), message=message.body())
+        if runs.add_shard(record):
+            to_send.append(message)
+        else:
+            existing = runs.get_shard(run_id, key)
+            if existing is not None and existing.status == ShardStatus.PENDING:
+                to_send.append(message)  # recorded by an earlier submit that may not have sent it
+    unsent = send_all(sqs, stack.queue_url, to_send)
+    sent = len(to_send) - len(unsent)
+    print(f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded and not resent")
+    if unsent:
+        raise SubmitError(
+            f"{len(unsent)} shard messages could not be sent (first: {unsent[0].shard_key}); they stay PENDING: "
+            f"resubmit with --run-id {run_id}"
+        )
+    print(f"watch it: python -m producer status {run_id} --watch")
+    return 0

@@ -1,0 +1,91 @@
+"""Short-lived S3 credentials kept in an SSM SecureString parameter, referenced by name.
+
+The values live only in SSM and in memory. Models hold them as ``SecretStr`` so a repr, a log
+line or an exception message can never show them.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from shared.errors import ShardQueueError
+
+
+class CredentialsError(ShardQueueError):
+    """Credentials are missing, malformed, expired or refused: refresh them and redrive."""
+
+
+class S3Credentials(BaseModel):
+    """The NSIDC ``/s3credentials`` shape (also used for an external output store)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    access_key_id: SecretStr = Field(alias="accessKeyId")
+    secret_access_key: SecretStr = Field(alias="secretAccessKey")
+    session_token: SecretStr | None = Field(default=None, alias="sessionToken")
+    expiration: datetime | None = None
+    endpoint_url: str | None = Field(default=None, alias="endpointUrl")
+    region: str | None = None
+
+    def expired(self, margin: timedelta = timedelta(minutes=2)) -> bool:
+        if self.expiration is None:
+            return False
+        expiration = self.expiration if self.expiration.tzinfo else self.expiration.replace(tzinfo=timezone.utc)
+        return datetime.now(timezone.utc) + margin >= expiration
+
+    def for_client(self) -> dict[str, str]:
+        """The plain key-style dict handed to boto3/obstore, and nowhere else."""
+        out = {"accessKeyId": self.access_key_id.get_secret_value(), "secretAccessKey": self.secret_access_key.get_secret_value()}
+        if self.session_token:
+            out["sessionToken"] = self.session_token.get_secret_value()
+        if self.endpoint_url:
+            out["endpointUrl"] = self.endpoint_url
+        if self.region:
+            out["region"] = self.region
+        return out
+
+    def to_parameter_value(self) -> str:
+        doc: dict[str, Any] = self.for_client()
+        if self.expiration:
+            doc["expiration"] = self.expiration.isoformat()
+        return json.dumps(doc)
+
+
+def parse_credentials(text: str, where: str) -> S3Credentials:
+    try:
+        return S3Credentials.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        # Never echo the text: it may hold a secret.
+        raise CredentialsError(f"{where} does not hold S3 credentials (accessKeyId, secretAccessKey[, sessionToken, expiration])") from None
+
+
+def parameter_name(prefix: str, run_id: str, purpose: str = "read") -> str:
+    return f"{prefix.rstrip('/')}/runs/{run_id}/{purpose}-credentials"
+
+
+def put_credentials(ssm: Any, name: str, credentials: S3Credentials) -> None:
+    """Store as a SecureString; with an expiry, attach SSM's Expiration policy (Advanced tier)."""
+    kwargs: dict[str, Any] = {}
+    if credentials.expiration is not None:
+        expiration = credentials.expiration if credentials.expiration.tzinfo else credentials.expiration.replace(tzinfo=timezone.utc)
+        kwargs = {
+            "Tier": "Advanced",
+            "Policies": json.dumps([{"Type": "Expiration", "Version": "1.0", "Attributes": {"Timestamp": expiration.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")}}]),
+        }
+    ssm.put_parameter(Name=name, Value=credentials.to_parameter_value(), Type="SecureString", Overwrite=True, **kwargs)
+
+
+def get_credentials(ssm: Any, name: str) -> S3Credentials:
+    try:
+        value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code == "ParameterNotFound":
+            raise CredentialsError(f"credentials parameter {name} not found (expired and removed?): refresh the credentials and redrive") from None
+        raise CredentialsError(f"cannot read credentials parameter {name}: {code}") from None
+    return parse_credentials(value, f"parameter {name}")

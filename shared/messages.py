@@ -1,0 +1,45 @@
+"""The shard message: the SQS body the producer sends and the worker validates.
+
+It names the SSM parameter holding the read credentials, never the credentials themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.catalog import UINT64_MAX, GranuleRef
+from shared.config import PipelineConfig
+from shared.grid import GridSignature
+
+
+class ShardMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    run_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    shard_key: int = Field(ge=0, le=UINT64_MAX)
+    shard_index: int = Field(ge=0, description="position of the shard in the store (its chunk index)")
+    grid: GridSignature
+    config: PipelineConfig
+    store: str = Field(min_length=1)
+    granules: list[GranuleRef] | None = None
+    granules_url: str | None = Field(default=None, description="s3:// JSON list of granules when too large to inline")
+    credentials_parameter: str = Field(min_length=1, description="SSM parameter name of the S3 read credentials")
+    output_credentials_parameter: str | None = None
+
+    @model_validator(mode="after")
+    def _one_granule_source(self) -> "ShardMessage":
+        if (self.granules is None) == (self.granules_url is None):
+            raise ValueError("exactly one of 'granules' and 'granules_url' must be given")
+        return self
+
+    def body(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+class GranuleList(BaseModel):
+    """What ``granules_url`` points at."""
+
+    granules: list[GranuleRef]
