@@ -29,3 +29,29 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# -- Lambda package of WorkerFunction ------------------------------------------------------------
+# `sam build` runs this (template.yaml: Metadata BuildMethod: makefile; samconfig.toml builds in
+# source so .venv is not copied); `make build-WorkerFunction ARTIFACTS_DIR=/tmp/pkg` works too,
+# and bench/package_size.py measures its result. Contents: worker/ and shared/, plus pyproject's
+# main `dependencies` as python3.12 / aarch64 wheels (Lambda's python3.12 runs on Amazon Linux 2023,
+# glibc 2.34), never built from source here, except:
+#   boto3 botocore s3transfer - provided by the Lambda runtime;
+#   earthaccess xarray        - declared by h5coro but imported only by its xarray backend, which the
+#                               worker does not use (they would add pandas, s3fs, aiohttp: ~70 MB).
+# Dropped from the wheels: mortie's 54 MB of test data (mortie/tests) and the stray top-level
+# `tests` package h5coro installs.
+LAMBDA_PYTHON_VERSION ?= 3.12
+LAMBDA_PLATFORM ?= aarch64-manylinux_2_34
+LAMBDA_EXCLUDES := boto3 botocore s3transfer earthaccess xarray
+LAMBDA_UV ?= $(if $(wildcard $(VENV)/bin/uv),$(VENV)/bin/uv,uv)
+
+.PHONY: build-WorkerFunction
+build-WorkerFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
+	printf '%s\n' $(LAMBDA_EXCLUDES) | $(LAMBDA_UV) pip install --target "$(ARTIFACTS_DIR)" \
+		--python-platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON_VERSION) \
+		--only-binary :all: --excludes /dev/stdin -r pyproject.toml
+	rm -rf "$(ARTIFACTS_DIR)/mortie/tests" "$(ARTIFACTS_DIR)/tests"
+	cp -R worker shared "$(ARTIFACTS_DIR)/"
+	find "$(ARTIFACTS_DIR)/worker" "$(ARTIFACTS_DIR)/shared" -name __pycache__ -prune -exec rm -rf {} +

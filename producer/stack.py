@@ -89,25 +89,16 @@ def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
 def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
     import boto3
 
-    from producer.deploy import deploy_stack, package_code, translate_template
+    from producer.deploy import deploy_stack, disable_emulated_event_sources, package_code, translate_template
 
     clients = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="embedded", aws_secret_access_key="embedded")
     code_uri = package_code(boto3.client("s3", **clients), CODE_BUCKET)
     template = translate_template(parameters=EMBEDDED_PARAMETERS, code_uri=code_uri, region=REGION)
     outputs = deploy_stack(boto3.client("cloudformation", **clients), stack_name, template, EMBEDDED_PARAMETERS, poll_seconds=0.5)
-    hand_polling_to_local_runner(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
+    # moto would poll the queue itself and invoke the function in Docker; the local runner is the poller here.
+    disable_emulated_event_sources(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
     return outputs
 
-
-def hand_polling_to_local_runner(lambda_client, function_name: str) -> None:
-    """Switch off the emulator's own SQS poller: ``python -m worker --local`` is the poller here.
-
-    moto invokes a mapped function itself on every SendMessage, which needs Docker; with no Docker
-    those invocations fail and, after maxReceiveCount of them, dead-letter healthy shards.
-    The runner reads the mapping's settings (queue, batch size, concurrency) all the same.
-    """
-    for mapping in lambda_client.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]:
-        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
 
 
 def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None) -> StackState:
