@@ -19,7 +19,7 @@ def catalog_parser(sub: argparse._SubParsersAction) -> None:
         help="build a shard map (catalog JSON)",
         description="Build a shard map: offline from granule files (--granules), or from NASA CMR (--short-name ...).",
     )
-    p.add_argument("--output", required=True, help="where to write the catalog JSON")
+    p.add_argument("--output", help="where to write the catalog JSON (required unless --dry-run)")
     p.add_argument("--config", help="pipeline config YAML (beams and coordinate datasets)")
     p.add_argument("--granules", metavar="DIR_OR_S3_PREFIX", help="read these granules' coordinates (offline)")
     cmr = p.add_argument_group("NASA CMR search")
@@ -28,13 +28,15 @@ def catalog_parser(sub: argparse._SubParsersAction) -> None:
     cmr.add_argument("--cycle", type=int, help="ICESat-2 cycle, selected by the granules' own cycle field")
     cmr.add_argument("--start-date", help="YYYY-MM-DD")
     cmr.add_argument("--end-date", help="YYYY-MM-DD")
-    cmr.add_argument("--polygon", help="GeoJSON region (Polygon, MultiPolygon, Feature, FeatureCollection)")
+    cmr.add_argument("--polygon", help="GeoJSON region file (Polygon, MultiPolygon, Feature, FeatureCollection), or the shipped 'antarctica_basins'")
     cmr.add_argument("--bbox", help="W,S,E,N in degrees")
     cmr.add_argument("--dry-run", action="store_true", help="print the query and exit")
     p.set_defaults(func=run_catalog)
 
 
 def run_catalog(args: argparse.Namespace) -> int:
+    if not args.output and not args.dry_run:
+        raise ShardQueueError("--output is required (or --dry-run)")
     if args.granules:
         from producer.granule_catalog import build_from_granules
         from shared.config import load_config
