@@ -157,7 +157,10 @@ def submit(args) -> int:
     ssm, sqs, s3 = boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3")
     runs = RunStatusStore(stack.run_table)
     read_param = parameter_name(stack.parameter_prefix, run_id, "read")
-    put_credentials(ssm, read_param, nasa_credentials(args.credentials_file))
+    read_creds = nasa_credentials(args.credentials_file)
+    if read_creds.expired():
+        raise CredentialsError(f"the S3 read credentials expired at {read_creds.expiration}: get fresh ones")
+    put_credentials(ssm, read_param, read_creds)
     output_param = None
     output_creds = None
     if args.output_creds:
