@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     local.add_argument("--local", action="store_true", help="poll the stack's shard queue and run the Lambda handler here")
     local.add_argument("--until-empty", action="store_true", help="exit when the queue and the work in flight are drained")
     local.add_argument("--visibility-timeout", type=int, metavar="S", help="receive with this visibility timeout instead of the queue's")
+    local.add_argument("--log-file", help="append the function's JSON log lines here instead of the terminal")
     local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
     args = parser.parse_args(argv)
     if not args.local and not (args.catalog and args.store):
@@ -41,7 +42,7 @@ def run_queue(args: argparse.Namespace) -> int:
     from worker.runner import read_mapping, run
 
     mapping = read_mapping(load_stack(args.stack).function_name)
-    return run(mapping, args.workers, args.until_empty, args.visibility_timeout)
+    return run(mapping, args.workers, args.until_empty, args.visibility_timeout, log_path=args.log_file)
 
 
 def main(argv: list[str] | None = None) -> int:

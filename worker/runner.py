@@ -98,9 +98,13 @@ def sqs_event(messages: list[dict], queue_arn: str) -> dict:
     } for m in messages]}
 
 
-def poll_loop(mapping: Mapping, stop: Any, busy: Any, visibility_timeout: int | None) -> None:
+def poll_loop(mapping: Mapping, stop: Any, busy: Any, visibility_timeout: int | None, log_path: str | None = None) -> None:
     """One worker process: receive, invoke, delete what succeeded, until asked to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    if log_path:  # the function's log lines go where CloudWatch Logs would keep them
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
     os.environ.update(mapping.environment)
     from worker.handler import lambda_handler  # imported after the function's environment is set
 
@@ -139,15 +143,26 @@ def queue_drained(sqs: Any, queue_url: str) -> bool:
     return all(int(attrs.get(k, 0)) == 0 for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"))
 
 
-def run(mapping: Mapping, concurrency: int | None = None, until_empty: bool = False, visibility_timeout: int | None = None, log=print) -> int:
-    """Run worker processes until Ctrl-C (or, with ``until_empty``, until the queue is drained)."""
+def run(
+    mapping: Mapping,
+    concurrency: int | None = None,
+    until_empty: bool = False,
+    visibility_timeout: int | None = None,
+    log=print,
+    log_path: str | None = None,
+) -> int:
+    """Run worker processes until Ctrl-C (or, with ``until_empty``, until the queue is drained).
+
+    ``log_path`` collects the function's own (JSON) log lines, as CloudWatch Logs would.
+    """
     workers = min(mapping.concurrency, concurrency or mapping.concurrency)
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited clients, threads or locks
     stop, busy = ctx.Event(), ctx.Value("i", 0)
-    procs = [ctx.Process(target=poll_loop, args=(mapping, stop, busy, visibility_timeout), daemon=True) for _ in range(workers)]
+    procs = [ctx.Process(target=poll_loop, args=(mapping, stop, busy, visibility_timeout, log_path), daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
-    log(f"polling {mapping.queue_url} with {workers} worker process(es) (batch size {mapping.batch_size}, timeout {mapping.timeout_s} s)")
+    log(f"polling {mapping.queue_url} with {workers} worker process(es) (batch size {mapping.batch_size}, timeout {mapping.timeout_s} s)"
+        + (f"; function logs: {log_path}" if log_path else ""))
     sqs = boto3.client("sqs")
     quiet = 0
     try:

@@ -1,0 +1,147 @@
+"""``make demo``: the whole service on this machine, end to end, with no AWS account.
+
+Starts the embedded stack, generates a small seeded ATL06 data set, uploads it to the emulator's
+S3, builds the catalog, submits the run, works the queue with the local event-source-mapping
+runner, prints the run status, draws a map of h_mean and stops the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+OUT = Path("demo-output")
+RUN_ID = "demo"
+SOURCE_BUCKET = "nsidc-demo-granules"
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def polar_stereographic(lat, lon, true_scale_lat: float = -71.0):
+    """EPSG:3031-style south polar stereographic on the WGS84 ellipsoid (x, y in km)."""
+    import numpy as np
+
+    a, e = 6378.137, 0.0818191908426
+    phi, lam, phic = np.radians(-np.asarray(lat)), np.radians(np.asarray(lon)), np.radians(-true_scale_lat)
+    t = np.tan(np.pi / 4 - phi / 2) / ((1 - e * np.sin(phi)) / (1 + e * np.sin(phi))) ** (e / 2)
+    tc = np.tan(np.pi / 4 - phic / 2) / ((1 - e * np.sin(phic)) / (1 + e * np.sin(phic))) ** (e / 2)
+    mc = np.cos(phic) / np.sqrt(1 - e**2 * np.sin(phic) ** 2)
+    rho = a * mc * t / tc
+    return rho * np.sin(lam), rho * np.cos(lam)
+
+
+def draw_map(ds, path: Path) -> int:
+    """Cells with data coloured by h_mean, in polar stereographic. Returns how many were drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from healpix_geo.nested import healpix_to_lonlat
+
+    count = ds["count"].values
+    filled = count > 0
+    cells = ds["cell_ids"].values[filled]
+    level = int(ds["cell_ids"].attrs["level"])
+    lon, lat = healpix_to_lonlat(cells, level, ellipsoid="WGS84")
+    x, y = polar_stereographic(lat, lon)
+    fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
+    for ring in (-60, -70, -80):
+        t = np.linspace(-180, 180, 361)
+        rx, ry = polar_stereographic(np.full_like(t, ring), t)
+        ax.plot(rx, ry, color="0.8", lw=0.6)
+        ax.annotate(f"{ring}°", polar_stereographic(ring, 0.0), color="0.5", fontsize=8)
+    points = ax.scatter(x, y, c=ds["h_mean"].values[filled], s=4, marker="s", cmap="viridis", linewidths=0)
+    fig.colorbar(points, ax=ax, shrink=0.7, label="h_mean (m above WGS84), order-12 HEALPix cells")
+    ax.set_aspect("equal")
+    pad = 300
+    ax.set_xlim(x.min() - pad, x.max() + pad)
+    ax.set_ylim(y.min() - pad, y.max() + pad)
+    ax.set_xlabel("x (km, polar stereographic)")
+    ax.set_ylabel("y (km)")
+    ax.set_title(f"ICESat-2 ATL06 (synthetic) h_mean: {filled.sum():,} cells with data")
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return int(filled.sum())
+
+
+def main() -> int:
+    started = time.monotonic()
+    OUT.mkdir(exist_ok=True)
+    from producer import stack
+
+    step("starting the embedded stack (moto server on loopback, template.yaml deployed into it)")
+    state = stack.up(OUT / "stack", stack_name="icesat2-shard-queue-demo")
+    os.environ.update(state.environment())
+    print(f"emulator at {state.endpoint}; stack {state.stack_name}")
+    try:
+        return run_demo(state, started)
+    finally:
+        step("stopping the embedded stack")
+        stack.down(OUT / "stack")
+
+
+def run_demo(state, started: float) -> int:
+    import boto3
+    import xarray as xr
+
+    from producer.aws import load_stack
+    from producer.cli import main as producer
+    from producer.synthetic import generate
+    from worker.runner import read_mapping, run
+    from worker.store import open_store
+
+    step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
+    granules = generate(OUT / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)
+    print(f"{len(granules)} granules in {OUT / 'granules'}")
+
+    step(f"uploading them to the emulator's S3 (s3://{SOURCE_BUCKET}/ATL06/)")
+    s3 = boto3.client("s3")
+    try:
+        s3.create_bucket(Bucket=SOURCE_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    for g in granules:
+        s3.upload_file(str(g), SOURCE_BUCKET, f"ATL06/{g.name}")
+
+    step("building the catalog: python -m producer catalog --granules s3://.../ATL06/")
+    catalog = OUT / "catalog.json"
+    if producer(["catalog", "--granules", f"s3://{SOURCE_BUCKET}/ATL06/", "--output", str(catalog)]):
+        return 1
+
+    step("submitting the run: python -m producer --catalog catalog.json --yes")
+    creds = OUT / "emulator-credentials.json"
+    # The emulator accepts any key; a real run gets NASA's from Earthdata login.
+    creds.write_text(json.dumps({"accessKeyId": "EMULATOR", "secretAccessKey": "emulator", "sessionToken": "emulator", "expiration": "2099-01-01T00:00:00+00:00"}))
+    run_id = f"{RUN_ID}-{time.strftime('%Y%m%dT%H%M%S')}"
+    if producer(["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id]):
+        return 1
+    outputs = load_stack()
+
+    step("working the queue: python -m worker --local --until-empty")
+    log_path = OUT / "worker.log"
+    log_path.unlink(missing_ok=True)
+    run(read_mapping(outputs.function_name), until_empty=True, log=lambda line: print(line, flush=True), log_path=str(log_path))
+
+    step(f"run status: python -m producer status {run_id}")
+    producer(["status", run_id])
+    from shared.runstatus import RunStatusStore
+
+    record = RunStatusStore(outputs.run_table).get_run(run_id)
+    ds = xr.open_zarr(open_store(record.store, read_only=True))
+    png = OUT / "h_mean.png"
+    drawn = draw_map(ds, png)
+    step("done")
+    print(f"map of h_mean ({drawn:,} cells with data): {png.resolve()}")
+    print(f"store: {record.store} (in the emulator, gone when it stops); total time {time.monotonic() - started:.0f} s")
+    bad = record.counts.get("FAILED", 0) + record.counts.get("PARTIAL", 0)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
