@@ -14,6 +14,7 @@ reading the rest of each beam. A catalog built from footprints (CMR) leaves it o
 
 from __future__ import annotations
 
+import bisect
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -121,16 +122,16 @@ class ShardMap(BaseModel):
     # -- queries ------------------------------------------------------------------------------
     def shard_index(self, shard_key: int) -> int:
         """Where the shard sits in the store: its position in the sorted shard keys."""
-        import bisect
-
         i = bisect.bisect_left(self.shard_keys, shard_key)
         if i == len(self.shard_keys) or self.shard_keys[i] != shard_key:
             raise CatalogError(f"shard {shard_key} is not in the catalog")
         return i
 
     def select(self, shard_keys: list[int] | None = None, max_shards: int | None = None) -> list[int]:
-        """Shard keys to process: the given ones (checked) or all, optionally the first N."""
-        keys = self.shard_keys if not shard_keys else [k for k in shard_keys if self.shard_index(k) >= 0]
+        """Shard keys to process: the given ones (each must be in the catalog) or all; optionally the first N."""
+        for key in shard_keys or []:
+            self.shard_index(key)  # raises for a shard the catalog does not have
+        keys = sorted(set(shard_keys)) if shard_keys else self.shard_keys
         return keys[:max_shards] if max_shards else list(keys)
 
     def require_grid(self, grid: GridSignature) -> None:

@@ -149,7 +149,7 @@ def test_expired_credentials_fail_then_refresh_and_redrive_succeed(env, catalog,
     assert run.counts[ShardStatus.FAILED] == 0 and sum(run.counts.values()) == 1
 
 
-def test_missing_granule_makes_a_partial_shard_naming_it(env, catalog, tmp_path, capsys):
+def test_missing_granule_makes_a_partial_shard_naming_it_and_resubmit_mends_it(env, catalog, granules, tmp_path, capsys):
     doc = json.loads(catalog.read_text())
     key = doc["shard_keys"][0]
     doc["shards"][str(key)].append({"id": "ATL06_20220101000000_99991411_006_01.h5", "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5"})
@@ -164,6 +164,15 @@ def test_missing_granule_makes_a_partial_shard_naming_it(env, catalog, tmp_path,
     assert producer_main(["status", "partial"]) == 0
     out = capsys.readouterr().out
     assert "PARTIAL shard" in out and "ATL06_20220101000000_99991411_006_01.h5: missing" in out
+    # the operator fixes the cause and resubmits from the run records (no DLQ message exists for PARTIAL)
+    boto3.client("s3").upload_file(str(granules[0]), "nsidc-test", "ATL06/ATL06_20220101000000_99991411_006_01.h5")
+    assert producer_main(["resubmit", "partial", "--status", "PARTIAL"]) == 0
+    assert runs(env).get_shard("partial", key).status == ShardStatus.PENDING
+    drain(env)
+    shard = runs(env).get_shard("partial", key)
+    assert shard.status == ShardStatus.SUCCEEDED and shard.granules_failed == [] and shard.last_error is None
+    run = runs(env).get_run("partial")
+    assert run.counts[ShardStatus.PARTIAL] == 0 and run.counts[ShardStatus.SUCCEEDED] == 1
 
 
 def test_near_deadline_stops_before_writing_and_retries(env, catalog, tmp_path):

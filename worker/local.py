@@ -31,15 +31,11 @@ def run_one(job: LocalJob, shard_map: ShardMap, config: PipelineConfig, store: s
             shard_map.shards[job.shard_key],
             config,
             shard_map.grid_signature,
-            partial(_write, store, job.shard_index),
+            partial(write_shard, store, job.shard_index),
             context,
         )
     except Exception as exc:  # a shard that cannot be written is FAILED, the others go on
         return ShardResult(shard_key=job.shard_key, status=ShardStatus.FAILED, error=" ".join(str(exc).split()))
-
-
-def _write(store: str, shard_index: int, stats: dict) -> None:
-    write_shard(store, shard_index, stats)
 
 
 def run_local(shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None) -> Iterator[ShardResult]:

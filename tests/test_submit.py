@@ -1,0 +1,64 @@
+"""Sending shard messages: batches of 10, partial failures retried, nothing silently dropped."""
+
+from __future__ import annotations
+
+from shared.config import load_config
+from shared.grid import DEFAULT_GRID
+from shared.messages import ShardMessage
+from producer.submit import Plan, send_all
+
+
+def message(i: int) -> ShardMessage:
+    return ShardMessage(
+        run_id="r", shard_key=i, shard_index=i, grid=DEFAULT_GRID, config=load_config(), store="s3://b/p/r.zarr",
+        granules=[{"id": f"g{i}", "s3": f"s3://src/g{i}.h5"}], credentials_parameter="/stack/runs/r/read-credentials",
+    )
+
+
+class FlakySQS:
+    """Fails the first entry of every batch on the first try, and one whole call."""
+
+    def __init__(self, always_failing: set[int] = frozenset()):
+        self.calls, self.sent, self.always_failing, self.seen = 0, [], always_failing, set()
+
+    def send_message_batch(self, QueueUrl, Entries):
+        self.calls += 1
+        assert len(Entries) <= 10
+        if self.calls == 2:
+            raise ConnectionError("network blip")
+        ok, failed = [], []
+        for e in Entries:
+            key = ShardMessage.model_validate_json(e["MessageBody"]).shard_key
+            if key in self.always_failing or (key % 10 == 0 and key not in self.seen):
+                self.seen.add(key)
+                failed.append({"Id": e["Id"], "Code": "InternalError", "SenderFault": False})
+            else:
+                ok.append({"Id": e["Id"]})
+                self.sent.append(key)
+        return {"Successful": ok, "Failed": failed}
+
+
+def test_partial_batch_failures_are_retried():
+    sqs = FlakySQS()
+    unsent = send_all(sqs, "url", [message(i) for i in range(25)], sleep=lambda s: None)
+    assert unsent == []
+    assert sorted(sqs.sent) == list(range(25))
+
+
+def test_messages_that_never_go_are_returned_not_dropped():
+    sqs = FlakySQS(always_failing={7, 13})
+    unsent = send_all(sqs, "url", [message(i) for i in range(25)], sleep=lambda s: None)
+    assert sorted(m.shard_key for m in unsent) == [7, 13]
+    assert sorted(sqs.sent) == [i for i in range(25) if i not in (7, 13)]
+
+
+def test_message_names_the_parameter_not_the_credentials():
+    body = message(1).body()
+    assert '"credentials_parameter":"/stack/runs/r/read-credentials"' in body
+    assert "secret" not in body.lower() and "accessKeyId" not in body
+
+
+def test_cost_estimate():
+    plan = Plan("r", list(range(1330)), 76000, "s3://b/x.zarr", seconds_per_shard=60, memory_mb=2048)
+    # 1,330 shards x 60 s x 2 GB x $0.0000133334 per GB-s, plus requests
+    assert abs(plan.cost - (1330 * 120 * 0.0000133334 + 1330 * 0.2e-6)) < 1e-9
