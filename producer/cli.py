@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Callable
 
-from shared.errors import ShardQueueError
+from shared.errors import ShardQueueError, run_command
 
 
 def catalog_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,11 +173,4 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return args.func(args)
-    except ShardQueueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)

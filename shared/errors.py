@@ -19,3 +19,17 @@ class StoreError(ShardQueueError):
 
 class GranuleError(ShardQueueError):
     """One granule could not be read; recorded per granule, never swallowed."""
+
+
+def run_command(command, args) -> int:
+    """Run a CLI command: an operator-facing error becomes one line on stderr and exit code 2."""
+    import sys
+
+    try:
+        return command(args)
+    except ShardQueueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

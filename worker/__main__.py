@@ -7,7 +7,7 @@ import sys
 
 from shared.catalog import load_catalog
 from shared.config import load_config
-from shared.errors import ShardQueueError
+from shared.errors import run_command
 from shared.results import ShardStatus
 
 
@@ -45,37 +45,28 @@ def run_queue(args: argparse.Namespace) -> int:
     return run(mapping, args.workers, args.until_empty, args.visibility_timeout, log_path=args.log_file)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.local:
-        try:
-            return run_queue(args)
-        except ShardQueueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+def process_catalog(args: argparse.Namespace) -> int:
     from worker.local import run_local
     from worker.store import create_template
 
-    try:
-        shard_map = load_catalog(args.catalog)
-        config = load_config(args.config)
-        keys = shard_map.select(args.shard, args.max_shards)
-        create_template(args.store, shard_map.shard_keys, config, shard_map.grid_signature, {"catalog": shard_map.metadata.model_dump(mode="json")})
-        counts: dict[str, int] = {}
-        observations = 0
-        for result in run_local(shard_map, keys, config, args.store, args.workers):
-            print(result.summary(), flush=True)
-            counts[result.status] = counts.get(result.status, 0) + 1
-            observations += result.observations
-    except ShardQueueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    shard_map = load_catalog(args.catalog)
+    config = load_config(args.config)
+    keys = shard_map.select(args.shard, args.max_shards)
+    create_template(args.store, shard_map.shard_keys, config, shard_map.grid_signature, {"catalog": shard_map.metadata.model_dump(mode="json")})
+    counts: dict[str, int] = {}
+    observations = 0
+    for result in run_local(shard_map, keys, config, args.store, args.workers):
+        print(result.summary(), flush=True)
+        counts[result.status] = counts.get(result.status, 0) + 1
+        observations += result.observations
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"{len(keys)} shards: {summary or 'none'}; {observations} observations; store {args.store}")
     return 1 if counts.get(ShardStatus.FAILED) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_command(run_queue if args.local else process_catalog, args)
 
 
 if __name__ == "__main__":
