@@ -118,14 +118,28 @@ def down(root: Path = STATE_DIR) -> bool:
         return False
     try:
         os.killpg(state.pid, signal.SIGTERM)
-        for _ in range(50):
-            os.killpg(state.pid, 0)
-            time.sleep(0.1)
-        os.killpg(state.pid, signal.SIGKILL)
+        if not _exited(state.pid, seconds=5):
+            os.killpg(state.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     state_path(root).unlink(missing_ok=True)
     return True
+
+
+def _exited(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:  # our own child (tests, the demo): reap it
+                return True
+        except ChildProcessError:
+            pass  # started by an earlier command: not ours to reap
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def stack_command(args) -> int:
