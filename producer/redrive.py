@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.aws import load_stack
@@ -87,10 +88,11 @@ def move_messages(sqs, runs: RunStatusStore, stack: StackOutputs, run_id: str | 
     return moved
 
 
-def start_move_task(sqs, stack: StackOutputs) -> bool:
+def start_move_task(stack: StackOutputs) -> bool:
     """SQS's own redrive (up to 500 msg/s). False where the service does not offer it (the emulator)."""
     try:
-        sqs.start_message_move_task(SourceArn=stack.dead_letter_queue_arn, DestinationArn=stack.queue_arn)
+        once = boto3.client("sqs", config=botocore.config.Config(retries={"max_attempts": 1}))  # an emulator's 500 is final
+        once.start_message_move_task(SourceArn=stack.dead_letter_queue_arn, DestinationArn=stack.queue_arn)
         return True
     except (ClientError, BotoCoreError):
         return False
@@ -105,7 +107,7 @@ def redrive(args) -> int:
         print(f"refreshed credentials parameter {name}")
     if args.run_id is None:
         # FAILED shards of these runs start again when their message arrives (the worker's start accepts FAILED).
-        if start_move_task(sqs, stack):
+        if start_move_task(stack):
             print(f"started an SQS message move task from the dead-letter queue for runs {', '.join(sorted(run_ids)) or '(none)'}")
             return 0
     moved = move_messages(sqs, runs, stack, args.run_id)

@@ -23,6 +23,7 @@ import boto3
 from pydantic import BaseModel
 
 POLL_WAIT_SECONDS = 2  # long-poll length: short, so a stop request is honoured quickly
+MAX_DEATHS_PER_WORKER = 5  # a worker that keeps dying (say, it cannot import) is not restarted forever
 
 
 class Mapping(BaseModel):
@@ -98,8 +99,11 @@ def sqs_event(messages: list[dict], queue_arn: str) -> dict:
     } for m in messages]}
 
 
-def poll_loop(mapping: Mapping, stop: Any, busy: Any, visibility_timeout: int | None, log_path: str | None = None) -> None:
-    """One worker process: receive, invoke, delete what succeeded, until asked to stop."""
+def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_timeout: int | None, log_path: str | None = None) -> None:
+    """One worker process: receive, invoke, delete what succeeded, until asked to stop.
+
+    ``busy[slot]`` is 1 while this process holds records; the parent clears it if the process dies.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     if log_path:  # the function's log lines go where CloudWatch Logs would keep them
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -118,8 +122,7 @@ def poll_loop(mapping: Mapping, stop: Any, busy: Any, visibility_timeout: int | 
         messages = got.get("Messages", [])
         if not messages:
             continue
-        with busy.get_lock():
-            busy.value += 1
+        busy[slot] = 1
         try:
             context = LambdaContext(mapping.function_name, mapping.function_arn, mapping.memory_mb,
                                     time.monotonic() + mapping.timeout_s, aws_request_id=str(uuid.uuid4()))
@@ -134,8 +137,7 @@ def poll_loop(mapping: Mapping, stop: Any, busy: Any, visibility_timeout: int | 
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
                 ])
         finally:
-            with busy.get_lock():
-                busy.value -= 1
+            busy[slot] = 0
 
 
 def queue_drained(sqs: Any, queue_url: str) -> bool:
@@ -157,19 +159,35 @@ def run(
     """
     workers = min(mapping.concurrency, concurrency or mapping.concurrency)
     ctx = mp.get_context("spawn")  # fresh interpreters: no inherited clients, threads or locks
-    stop, busy = ctx.Event(), ctx.Value("i", 0)
-    procs = [ctx.Process(target=poll_loop, args=(mapping, stop, busy, visibility_timeout, log_path), daemon=True) for _ in range(workers)]
-    for p in procs:
-        p.start()
+    stop, busy = ctx.Event(), ctx.Array("b", workers)
+
+    def start(slot: int) -> Any:
+        process = ctx.Process(target=poll_loop, args=(mapping, stop, busy, slot, visibility_timeout, log_path), daemon=True)
+        process.start()
+        return process
+
+    procs = [start(slot) for slot in range(workers)]
     log(f"polling {mapping.queue_url} with {workers} worker process(es) (batch size {mapping.batch_size}, timeout {mapping.timeout_s} s)"
         + (f"; function logs: {log_path}" if log_path else ""))
     sqs = boto3.client("sqs")
-    quiet = 0
+    quiet, deaths, code = 0, 0, 0
     try:
-        while any(p.is_alive() for p in procs):
+        while True:
             time.sleep(1.0)
+            for slot, process in enumerate(procs):
+                if not process.is_alive():
+                    # Like Lambda replacing a crashed execution environment: its records were not
+                    # deleted, so the queue redelivers them after the visibility timeout.
+                    deaths += 1
+                    log(f"worker process {process.pid} died (exit code {process.exitcode}); starting another")
+                    busy[slot] = 0
+                    procs[slot] = start(slot)
+            if deaths > MAX_DEATHS_PER_WORKER * workers:
+                log(f"giving up: {deaths} worker processes died (see the function log)")
+                code = 1
+                break
             if until_empty:
-                quiet = quiet + 1 if busy.value == 0 and queue_drained(sqs, mapping.queue_url) else 0
+                quiet = quiet + 1 if not any(busy[:]) and queue_drained(sqs, mapping.queue_url) else 0
                 if quiet >= 3:  # the queue's counts are approximate: drained three checks in a row
                     break
     except KeyboardInterrupt:
@@ -179,4 +197,6 @@ def run(
         p.join(timeout=mapping.timeout_s + 10)
         if p.is_alive():
             p.terminate()  # its record was not deleted, so the queue redelivers it
-    return 0
+    if deaths:
+        log(f"{deaths} worker process(es) died during the run; records they held return to the queue")
+    return code
