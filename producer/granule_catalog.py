@@ -11,13 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from h5coro import h5coro
-
 from shared.catalog import GranuleRef, ShardMap
 from shared.config import PipelineConfig
 from shared.errors import CatalogError
 from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
-from worker.granule_io import GranuleReadError, ReadContext, driver_for, s3_client, split_s3_url
+from worker.granule_io import GranuleReadError, ReadContext, s3_client, split_s3_url
+from worker.reader import GranuleReader
 
 
 def list_granules(source: str) -> list[str]:
@@ -51,29 +50,21 @@ def beam_segments(lat: np.ndarray, lon: np.ndarray, grid: GridSignature) -> dict
 
 def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, dict[str, tuple[int, int]]]:
     """``{shard key: {beam: (start, stop)}}`` for one granule."""
+    name = location.rsplit("/", 1)[-1]
+    ref = GranuleRef(id=name, **({"s3": location} if location.startswith("s3://") else {"path": location}))
     try:
-        h5 = h5coro.H5Coro(location, driver_for(location), credentials=context, errorChecking=True, verbose=False, cacheLineSize=256 * 1024)
+        reader = GranuleReader(ref, config, context)
+        try:
+            coordinates = reader.whole_coordinates()
+        finally:
+            reader.close()
     except GranuleReadError as exc:
         raise CatalogError(f"cannot read granule {location}: {exc}") from None
-    except Exception as exc:
-        raise CatalogError(f"cannot read granule {location}: not a readable HDF5 file ({exc})") from None
-    try:
-        paths = [config.dataset_path(b, n) for b in config.beams for n in (config.latitude, config.longitude)]
-        promise = h5.readDatasets(paths, block=True)
-    except GranuleReadError as exc:
-        raise CatalogError(f"cannot read granule {location}: {exc}") from None
-    finally:
-        h5.close()
     shards: dict[int, dict[str, tuple[int, int]]] = {}
-    for beam in config.beams:
-        lat = promise.datasets[config.dataset_path(beam, config.latitude).lstrip("/")]
-        lon = promise.datasets[config.dataset_path(beam, config.longitude).lstrip("/")]
-        if lat is None or lon is None or lat.values is None or lon.values is None:
-            continue  # a missing beam is normal
-        lat_v, lon_v = lat.values, lon.values
-        ok = np.isfinite(lat_v) & np.isfinite(lon_v) & (np.abs(lat_v) <= 90)
+    for beam, (lat, lon) in coordinates.items():
+        ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90)
         index = np.flatnonzero(ok)
-        for key, (start, stop) in beam_segments(lat_v[ok], lon_v[ok], grid).items():
+        for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
             shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
     return shards
 

@@ -11,7 +11,7 @@ import xdggs
 
 from producer.cli import main as producer_main
 from producer.synthetic import generate
-from shared.credentials import S3Credentials, put_credentials
+from shared.credentials import S3Credentials
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
 from tests.independent import expected_cells, kept_points

@@ -56,15 +56,22 @@ class ReadStats:
             self.bytes += nbytes
 
 
+# Connections an S3 client pools, and so requests of one shard in flight at once. More requests
+# than connections would open (and throw away) a new connection each: costly for both ends.
+MAX_CONNECTIONS = 64
+
+
 @dataclass
 class ReadContext:
-    """What a driver needs: an S3 client (shared by all granules of a shard) and the counters."""
+    """What a driver needs: an S3 client (shared by all granules of a shard), the counters, and
+    the bound on requests in flight (the client's connection pool)."""
 
     s3: Any = None
     stats: ReadStats = field(default_factory=ReadStats)
+    in_flight: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_CONNECTIONS), repr=False)
 
 
-def s3_client(credentials: dict[str, str] | None = None, max_connections: int = 64) -> Any:
+def s3_client(credentials: dict[str, str] | None = None, max_connections: int = MAX_CONNECTIONS) -> Any:
     """An S3 client for granule reads. ``credentials`` in the NSIDC key style, or None for the default chain.
 
     boto3 honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, which points reads at an emulator.
@@ -113,8 +120,9 @@ class S3RangeDriver:
 
     def read(self, pos: int, size: int) -> bytes:
         try:
-            response = self.context.s3.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={pos}-{pos + size - 1}")
-            data = response["Body"].read()
+            with self.context.in_flight:
+                response = self.context.s3.get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={pos}-{pos + size - 1}")
+                data = response["Body"].read()
         except botocore.exceptions.ClientError as exc:
             kind = classify_client_error(exc)
             code = exc.response.get("Error", {}).get("Code", "error")

@@ -1,9 +1,34 @@
-"""Read the points of one shard from one granule, fetching as little as possible.
+"""Read the points of one shard from one granule, fetching little more than the chunks that hold them.
 
-For each beam: latitude first (the cheapest test that rules points out), longitude only over the
-index range whose latitude can reach the shard, and the value datasets only over the range
-that holds the shard's points. When the catalog recorded that range (``GranuleRef.segments``),
-the coordinates are read over it alone.
+h5coro decodes everything (metadata, chunk index, inflate, shuffle, hyperslices), but the reader
+decides what is fetched, in rounds per granule:
+
+1. **Metadata.** h5coro walks to every dataset the read may need (``metaOnly``) through a cache
+   of short lines (:data:`CACHE_LINE_SIZE`): metadata sits in small clusters spread through a
+   granule, and h5coro's 4 MiB default line would fetch megabytes of data around each. The reader
+   then walks each dataset's chunk B-tree itself, so it knows every chunk's element range, file
+   offset and compressed size.
+2. **Chunks.** For each round the reader lists the chunks the round needs, fetches exactly their
+   byte ranges (ranges closer than :data:`MERGE_GAP` in one request, requests in parallel) and
+   only then lets h5coro decode the slices from those bytes: chunk data never goes through the
+   cache lines, so no line pulls in a neighbour's data.
+
+What the rounds are depends on the catalog:
+
+* With ``GranuleRef.segments`` (the offline catalog recorded, per beam, the index range that
+  holds the shard's points): one round, latitude, longitude and the value datasets over that range.
+* Without: latitude is searched chunk by chunk (:class:`BandSearch`): both end chunks first, then
+  the chunks the latitude trend points at, until every other chunk is proven unable to hold a
+  latitude inside the shard's band. The proof rests on one assumption, true of a satellite's
+  ground track: along a beam, latitude has at most one turning point, a minimum in the southern
+  hemisphere or a maximum in the northern one (a beam that crosses the equator is monotonic).
+  Chunks that contradict it (a second turning point, a non-finite latitude) make the search read
+  every chunk, as does a shard whose band straddles the equator. Then longitude over the runs of
+  chunks whose latitude is in the band, then the value datasets over the range that holds the
+  shard's points.
+
+Points come out in the order of a whole-array read (beam by beam, along track), so the statistics
+are identical to the original strategy's, bit for bit.
 """
 
 from __future__ import annotations
@@ -12,18 +37,16 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from h5coro import h5coro
+from h5coro.h5dataset import H5Dataset
 
 from shared.catalog import GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature, shard_latitude_band, shard_nested_id
 from shared.results import FailureKind
+from worker.band_search import BandSearch, runs_of
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
+from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, chunk_table
 from worker.points import child_index, keep_mask, span
-
-# h5coro fetches metadata through a cache of lines this long. Its 4 MiB default pulls in far
-# more than a beam's few chunks; small lines fetch close to what is used (architecture, section 6).
-CACHE_LINE_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,7 +85,7 @@ class Points:
         return self.cell.size
 
 
-def _fill_value(dataset: h5coro.H5Dataset) -> float | None:
+def _fill_value(dataset: H5Dataset) -> float | None:
     """The dataset's HDF5 fill value, decoded to its own dtype (h5coro keeps the raw bits)."""
     meta = dataset.meta
     if not meta.fillsize or meta.fillvalue is None:
@@ -71,6 +94,9 @@ def _fill_value(dataset: h5coro.H5Dataset) -> float | None:
     return np.frombuffer(raw, dtype=dataset.values.dtype)[0].item()
 
 
+# =============================================================================================
+# One granule
+# =============================================================================================
 class GranuleReader:
     """Reads one granule for one shard through h5coro."""
 
@@ -79,78 +105,194 @@ class GranuleReader:
         self.config = config
         location = granule.location
         try:
-            self.h5 = h5coro.H5Coro(location, driver_for(location), credentials=context, errorChecking=True, verbose=False, cacheLineSize=cache_line_size)
+            self.h5 = PlannedH5Coro(location, driver_for(location), credentials=context, errorChecking=True, verbose=False, cacheLineSize=cache_line_size)
         except GranuleReadError:
             raise
         except Exception as exc:  # h5coro raises RuntimeError subclasses for anything it cannot parse
             raise GranuleReadError(FailureKind.CORRUPT, f"{granule.id}: not a readable HDF5 file ({exc})") from None
+        self.tables: dict[str, ChunkTable | None] = {}
 
     def close(self) -> None:
         self.h5.close()
 
-    def _read(self, requests: dict[str, tuple[int, int] | None]) -> dict[str, h5coro.H5Dataset]:
-        """Read several datasets at once (h5coro runs them in threads); missing ones come back None."""
-        if not requests:
-            return {}
-        table = [path if rng is None else {"dataset": path, "hyperslice": [list(rng)]} for path, rng in requests.items()]
-        promise = self.h5.readDatasets(table, block=True)
-        return {path: promise.datasets[path.lstrip("/")] for path in requests}
+    # -- h5coro ----------------------------------------------------------------------------------
+    def _metadata(self, paths: list[str]) -> None:
+        """Walk to these datasets (in parallel) and index their chunks; absent ones get None.
 
-    def _require(self, found: dict[str, h5coro.H5Dataset], path: str) -> h5coro.H5Dataset:
-        dataset = found[path]
+        First the last dataset by name of each group: walking to it, h5coro records the address of
+        every sibling before it in the group's (sorted) table, so the others skip the group tables.
+        """
+        todo = [p for p in paths if p not in self.tables]
+        if not todo:
+            return
+        last: dict[str, str] = {}
+        for path in todo:
+            group = path.rsplit("/", 1)[0]
+            last[group] = max(last.get(group, path), path)
+        first = sorted(set(last.values()))
+        self.h5.readDatasets(list(first), block=True, metaOnly=True)
+        rest = [p for p in todo if p not in set(first)]
+        if rest:
+            self.h5.readDatasets(rest, block=True, metaOnly=True)
+        for path in todo:
+            meta = self.h5.metadataTable.get(path.lstrip("/"))
+            self.tables[path] = chunk_table(self.h5, meta) if meta is not None and meta.typeSize else None
+
+    def _exists(self, path: str) -> bool:
+        meta = self.h5.metadataTable.get(path.lstrip("/"))
+        return meta is not None and bool(meta.typeSize)
+
+    def _read(self, requests: list[tuple[str, int | None, int | None]]) -> dict[tuple[str, int | None, int | None], H5Dataset | None]:
+        """Read ``(path, start, stop)`` slices (None, None: the whole dataset): fetch the chunks they
+        need in one go, then decode each slice from those bytes."""
+        ranges: list[tuple[int, int]] = []
+        planned, unplanned = [], []
+        for path, start, stop in requests:
+            table = self.tables.get(path)
+            if table is None:
+                unplanned.append((path, start, stop))
+                continue
+            planned.append((path, start, stop))
+            ranges += table.ranges(*((0, table.length) if start is None else (start, stop)))
+        self.h5.fetch(ranges)
+        out: dict = {req: self._decode(*req) for req in planned}  # no I/O left: decode in turn
+        while unplanned:  # h5coro reads these (in parallel); it keys a read by path: one slice each
+            layer, seen, rest = [], set(), []
+            for req in unplanned:
+                (rest if req[0] in seen else layer).append(req)
+                seen.add(req[0])
+            table = [path if start is None else {"dataset": path, "hyperslice": [[start, stop]]} for path, start, stop in layer]
+            found = self.h5.readDatasets(table, block=True).datasets
+            for path, start, stop in layer:
+                out[(path, start, stop)] = found[path.lstrip("/")]
+            unplanned = rest
+        return out
+
+    def _decode(self, path: str, start: int | None, stop: int | None) -> H5Dataset | None:
+        """h5coro's decoding of one slice whose chunks are fetched. When the slice has no missing
+        chunk, h5coro's element-by-element prefill with the fill value is skipped: every element
+        is overwritten by chunk data anyway."""
+        table = self.tables[path]
+        s, e = (0, table.length) if start is None else (start, stop)
+        try:
+            return H5Dataset(self.h5, path.lstrip("/"), [] if start is None else [[start, stop]], enableFill=not table.complete(s, e),
+                             earlyExit=True, metaOnly=False, enableAttributes=False)
+        except RuntimeError:  # what h5coro's own readDatasets turns into an empty result
+            return None
+
+    def _require(self, dataset: H5Dataset | None, path: str) -> H5Dataset:
         if dataset is None or dataset.values is None:
             raise GranuleReadError(FailureKind.CORRUPT, f"{self.granule.id}: cannot read {path}")
         return dataset
 
-    def coordinates(self, shard: ShardGeometry) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
-        """Per beam: offset, latitude and longitude over the range that can hold the shard's points."""
+    # -- the shard's points ----------------------------------------------------------------------
+    def _value_names(self) -> list[str]:
         cfg = self.config
-        if self.granule.segments is not None:
-            ranges: dict[str, tuple[int, int] | None] = {b: r for b, r in self.granule.segments.items() if b in cfg.beams}
-            found = self._read({cfg.dataset_path(b, cfg.latitude): r for b, r in ranges.items()})
-            lat_by_beam = {}
-            for beam, rng in ranges.items():
-                lat_by_beam[beam] = (rng[0], self._require(found, cfg.dataset_path(beam, cfg.latitude)).values)
-        else:
-            found = self._read({cfg.dataset_path(b, cfg.latitude): None for b in cfg.beams})
-            lat_by_beam = {}
-            lo, hi = shard.lat_band
-            for beam in cfg.beams:
-                dataset = found[cfg.dataset_path(beam, cfg.latitude)]
-                if dataset is None or dataset.values is None:
-                    continue  # a missing beam is normal
-                lat = dataset.values
+        return [cfg.value, cfg.sigma] + ([cfg.quality.dataset] if cfg.quality else [])
+
+    def _search_latitude(self, shard: ShardGeometry) -> dict[str, list[tuple[int, np.ndarray]]]:
+        """Per beam, runs ``(first index, latitude)`` that hold every latitude in the shard's band."""
+        cfg = self.config
+        lo, hi = shard.lat_band
+        searches: dict[str, BandSearch] = {}
+        whole: list[str] = []
+        for beam in cfg.beams:
+            path = cfg.dataset_path(beam, cfg.latitude)
+            if not self._exists(path):
+                continue  # a missing beam is normal
+            table = self.tables[path]
+            if table is None:
+                whole.append(beam)
+            else:
+                searches[beam] = BandSearch(table.length, table.chunk, lo, hi)
+        found: dict[str, list[tuple[int, np.ndarray]]] = {}
+        if whole:  # not a chunked 1-D dataset: let h5coro read it all
+            got = self._read([(cfg.dataset_path(b, cfg.latitude), None, None) for b in whole])
+            for beam in whole:
+                path = cfg.dataset_path(beam, cfg.latitude)
+                lat = self._require(got[(path, None, None)], path).values
                 rng = span((lat >= lo) & (lat <= hi))
-                if rng is not None:
-                    lat_by_beam[beam] = (rng[0], lat[rng[0] : rng[1]])
-        lon_found = self._read({cfg.dataset_path(b, cfg.longitude): (start, start + lat.size) for b, (start, lat) in lat_by_beam.items()})
-        return {
-            beam: (start, lat, self._require(lon_found, cfg.dataset_path(beam, cfg.longitude)).values)
-            for beam, (start, lat) in lat_by_beam.items()
-        }
+                found[beam] = [] if rng is None else [(rng[0], lat[rng[0] : rng[1]])]
+        while True:
+            wanted = {beam: s.next_chunks() for beam, s in searches.items()}
+            wanted = {b: ks for b, ks in wanted.items() if ks}
+            if not wanted:
+                break
+            requests = []
+            for beam, ks in wanted.items():
+                for first, last in runs_of(ks):
+                    s = searches[beam]
+                    requests.append((cfg.dataset_path(beam, cfg.latitude), s.bounds(first)[0], s.bounds(last)[1], beam, first, last))
+            got = self._read([r[:3] for r in requests])
+            for path, start, stop, beam, first, last in requests:
+                lat = self._require(got[(path, start, stop)], path).values
+                s = searches[beam]
+                for k in range(first, last + 1):
+                    a, b = s.bounds(k)
+                    s.add(k, lat[a - start : b - start])
+        for beam, s in searches.items():
+            found[beam] = s.runs()
+        return found
+
+    def whole_coordinates(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Every present beam's whole latitude and longitude (the offline catalog reads them once)."""
+        cfg = self.config
+        paths = {b: (cfg.dataset_path(b, cfg.latitude), cfg.dataset_path(b, cfg.longitude)) for b in cfg.beams}
+        self._metadata([p for pair in paths.values() for p in pair])
+        present = [b for b in cfg.beams if self._exists(paths[b][0])]
+        got = self._read([(p, None, None) for b in present for p in paths[b]])
+        return {b: (self._require(got[(paths[b][0], None, None)], paths[b][0]).values,
+                    self._require(got[(paths[b][1], None, None)], paths[b][1]).values) for b in present}
 
     def points(self, shard: ShardGeometry) -> Points:
+        if self.granule.segments is not None:
+            return self._points_in_segments(shard, self.granule.segments)
+        return self._points_by_search(shard)
+
+    def _points_in_segments(self, shard: ShardGeometry, segments: dict[str, tuple[int, int]]) -> Points:
+        """One round: coordinates and values over the range the catalog recorded for each beam."""
         cfg = self.config
-        located: dict[str, tuple[int, np.ndarray]] = {}
-        for beam, (start, lat, lon) in self.coordinates(shard).items():
-            cells = child_index(lat, lon, shard.nested, shard.grid)
-            rng = span(cells >= 0)
-            if rng is not None:
-                located[beam] = (start + rng[0], cells[rng[0] : rng[1]])
-        value_names = [cfg.value, cfg.sigma] + ([cfg.quality.dataset] if cfg.quality else [])
-        found = self._read(
-            {cfg.dataset_path(b, name): (start, start + cells.size) for b, (start, cells) in located.items() for name in value_names}
-        )
+        beams = [b for b in cfg.beams if b in segments]
+        names = (cfg.latitude, cfg.longitude, *self._value_names())
+        self._metadata([cfg.dataset_path(b, n) for b in beams for n in names])
+        got = self._read([(cfg.dataset_path(b, n), *segments[b]) for b in beams for n in names])
         parts = []
-        for beam, (_, cells) in located.items():
-            h = self._require(found, cfg.dataset_path(beam, cfg.value))
-            sigma = self._require(found, cfg.dataset_path(beam, cfg.sigma))
-            quality = self._require(found, cfg.dataset_path(beam, cfg.quality.dataset)).values if cfg.quality else None
-            keep = (cells >= 0) & keep_mask(
-                h.values, sigma.values, quality, cfg.quality.keep if cfg.quality else (), _fill_value(h), _fill_value(sigma)
-            )
-            parts.append(Points(cells[keep], h.values[keep].astype(np.float64), sigma.values[keep].astype(np.float64)))
+        for beam in beams:
+            found = {n: self._require(got[(cfg.dataset_path(beam, n), *segments[beam])], cfg.dataset_path(beam, n)) for n in names}
+            parts.append(self._keep(child_index(found[cfg.latitude].values, found[cfg.longitude].values, shard.nested, shard.grid), found))
         return Points.concat(parts)
+
+    def _points_by_search(self, shard: ShardGeometry) -> Points:
+        """Latitude searched chunk by chunk, longitude where latitude is in the band, values where
+        the shard's points are."""
+        cfg = self.config
+        names = self._value_names()
+        # every dataset the read may need, walked to at once (their metadata shares cache lines)
+        self._metadata([cfg.dataset_path(b, n) for b in cfg.beams for n in (cfg.latitude, cfg.longitude, *names)])
+        found = self._search_latitude(shard)
+        lon_got = self._read([(cfg.dataset_path(b, cfg.longitude), start, start + lat.size) for b, runs in found.items() for start, lat in runs])
+        located: list[tuple[str, int, np.ndarray]] = []
+        for beam in cfg.beams:  # beam order, then along track: the order of a whole-array read
+            path = cfg.dataset_path(beam, cfg.longitude)
+            for start, lat in found.get(beam, []):
+                lon = self._require(lon_got[(path, start, start + lat.size)], path).values
+                cells = child_index(lat, lon, shard.nested, shard.grid)
+                rng = span(cells >= 0)
+                if rng is not None:
+                    located.append((beam, start + rng[0], cells[rng[0] : rng[1]]))
+        got = self._read([(cfg.dataset_path(b, n), start, start + cells.size) for b, start, cells in located for n in names])
+        parts = []
+        for beam, start, cells in located:
+            values = {n: self._require(got[(cfg.dataset_path(beam, n), start, start + cells.size)], cfg.dataset_path(beam, n)) for n in names}
+            parts.append(self._keep(cells, values))
+        return Points.concat(parts)
+
+    def _keep(self, cells: np.ndarray, values: dict[str, H5Dataset]) -> Points:
+        cfg = self.config
+        h, sigma = values[cfg.value], values[cfg.sigma]
+        quality = values[cfg.quality.dataset].values if cfg.quality else None
+        keep = (cells >= 0) & keep_mask(h.values, sigma.values, quality, cfg.quality.keep if cfg.quality else (), _fill_value(h), _fill_value(sigma))
+        return Points(cells[keep], h.values[keep].astype(np.float64), sigma.values[keep].astype(np.float64))
 
 
 def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:

@@ -1,0 +1,109 @@
+"""Process one shard with one read strategy, in a process of its own, and report what it cost.
+
+    python -m bench.run --strategy reader --catalog shard.json --shard KEY --stats out.npz
+
+Run by ``python -m bench`` once per strategy so that each one's peak memory (VmHWM of this
+process: the interpreter, the imports and the shard's work) is its own. The environment
+points boto3 (and so h5coro) at the emulator. Prints one JSON object on stdout.
+
+Strategies:
+  baseline        whole latitude/longitude per beam, then a hyperslice of the values (bench.baseline)
+  reader          the project's worker (worker.shard.process_shard), catalog without segments
+  reader_catalog  the same worker, with the per-beam segments the offline catalog records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+STRATEGIES = ("baseline", "reader", "reader_catalog")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB): VmHWM, which starts afresh at exec.
+
+    (``ru_maxrss`` would not do: Linux carries the parent's peak across fork and exec, so every
+    strategy would inherit the benchmark driver's.) Falls back to ru_maxrss without /proc.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--strategy", choices=STRATEGIES, required=True)
+    parser.add_argument("--catalog", required=True, help="shard map JSON")
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--stats", required=True, help="where to save the shard's statistics (.npz)")
+    parser.add_argument("--local-dir", help="read the granules from this folder instead of S3 (same names)")
+    args = parser.parse_args(argv)
+
+    from shared.catalog import load_catalog
+    from shared.config import load_config
+    from worker.aggregate import aggregate
+    from worker.granule_io import ReadContext, s3_client
+    from worker.reader import ShardGeometry
+    from worker.shard import GRANULE_THREADS, process_shard
+
+    from bench import baseline
+
+    config = load_config()
+    shard_map = load_catalog(args.catalog)
+    grid = shard_map.grid_signature
+    granules = shard_map.shards[args.shard]
+    if args.strategy != "reader_catalog":
+        granules = [g.model_copy(update={"segments": None}) for g in granules]
+    if args.local_dir:
+        granules = [g.model_copy(update={"s3": None, "path": f"{args.local_dir}/{g.id}"}) for g in granules]
+    context = ReadContext(s3=None if args.local_dir else s3_client())
+    rss_ready = _peak_rss_mb()  # interpreter and imports, before any shard work
+
+    captured: dict[str, np.ndarray] = {}
+    cpu0, wall0 = _cpu(), time.perf_counter()
+    if args.strategy == "baseline":
+        points = baseline.read_shard(granules, ShardGeometry.of(args.shard, grid), config, context, GRANULE_THREADS)
+        captured.update(aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard))
+        observations, failed = len(points), 0
+    else:
+        result = process_shard(args.shard, granules, config, grid, captured.update, context)
+        observations, failed = result.observations, len(result.granules_failed)
+        if failed:
+            print(f"warning: {failed} granules failed: {result.granules_failed[:3]}", file=sys.stderr)
+    wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
+
+    np.savez(args.stats, **captured)
+    print(json.dumps({
+        "strategy": args.strategy,
+        "source": "local files" if args.local_dir else "s3",
+        "granules": len(granules),
+        "granules_failed": failed,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_mb": _peak_rss_mb(),
+        "rss_before_work_mb": rss_ready,
+        "requests": context.stats.requests,
+        "bytes": context.stats.bytes,
+        "observations": observations,
+        "observations_per_s": observations / wall if wall > 0 else None,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
