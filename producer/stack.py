@@ -147,7 +147,7 @@ def stack_command(args) -> int:
     if args.action == "up":
         state = up(root, args.stack or DEFAULT_STACK_NAME)
         print(f"embedded stack {state.stack_name} is up at {state.endpoint}")
-        print(f'point commands at it:  eval "$(python -m producer stack env)"')
+        print('point commands at it:  eval "$(python -m producer stack env)"')
     elif args.action == "down":
         print("embedded stack stopped" if down(root) else "no embedded stack is running")
     elif args.action == "env":

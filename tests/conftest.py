@@ -17,7 +17,7 @@ os.environ.setdefault("AWS_REGION", "us-west-2")
 def data_dir() -> Path:
     """The real ATL06 files beside the project (../shared/data); skip where they are absent."""
     if not (DATA / "atl06").is_dir():
-        pytest.skip(f"real ATL06 data not found at ../shared/data (a clone outside the workspace)")
+        pytest.skip("real ATL06 data not found at ../shared/data (a clone outside the workspace)")
     return DATA
 
 
