@@ -40,6 +40,7 @@ import numpy as np
 from bench.data import CACHE_DIR, InputSpec, granules
 from bench.minimum import shard_minimum
 from bench.run import STRATEGIES
+from producer.synthetic import glue_negative_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-granules"
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-local", dest="local", action="store_false",
                    help="skip the second pass over local files (the same strategies without the emulator)")
     p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
-    args = p.parse_args(_glue_negative(list(sys.argv[1:] if argv is None else argv), "--through"))
+    args = p.parse_args(glue_negative_value(list(sys.argv[1:] if argv is None else argv), "--through"))
     if args.quick:
         args.granules, args.segments = QUICK["n_granules"], QUICK["n_segments"]
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -70,17 +71,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     lat, lon = (float(v) for v in args.through.split(","))
     args.spec = InputSpec(n_granules=args.granules, n_segments=args.segments, through=(lat, lon), seed=args.seed)
     return args
-
-
-def _glue_negative(argv: list[str], option: str) -> list[str]:
-    """``--through -75,120`` -> ``--through=-75,120``: argparse takes a leading '-' for an option."""
-    out: list[str] = []
-    for arg in argv:
-        if out and out[-1] == option and arg.startswith("-"):
-            out[-1] = f"{option}={arg}"
-        else:
-            out.append(arg)
-    return out
 
 
 # -- the emulator -------------------------------------------------------------------------------

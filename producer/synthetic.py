@@ -647,7 +647,7 @@ def _lat_lon(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _glue_negative(argv: list[str], option: str) -> list[str]:
+def glue_negative_value(argv: list[str], option: str) -> list[str]:
     """``--through -75,120`` -> ``--through=-75,120``: argparse takes a leading '-' for an option."""
     out: list[str] = []
     for arg in argv:
@@ -672,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=_int_at_least(0), default=0, metavar="S", help="random seed (default 0)")
     parser.add_argument("--cycle", type=_int_at_least(1), default=14, metavar="C", help="cycle number (default 14)")
     parser.add_argument("--through", type=_lat_lon, metavar="LAT,LON", help="make every granule pass within ~2 km of this point")
-    args = parser.parse_args(_glue_negative(list(sys.argv[1:] if argv is None else argv), "--through"))
+    args = parser.parse_args(glue_negative_value(list(sys.argv[1:] if argv is None else argv), "--through"))
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"argument --output: not a directory: {args.output}")
 
