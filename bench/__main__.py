@@ -40,6 +40,7 @@ import numpy as np
 from bench.data import CACHE_DIR, InputSpec, granules
 from bench.minimum import shard_minimum
 from bench.run import STRATEGIES
+from producer.stack import upload_granules
 from producer.synthetic import glue_negative_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -89,10 +90,7 @@ def upload(paths: list[Path], env: dict[str, str]) -> str:
 
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": env["AWS_REGION"]})
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda p: s3.upload_file(str(p), BUCKET, f"atl06/{p.name}"), paths))
-    return f"s3://{BUCKET}/atl06/"
+    return upload_granules(paths, BUCKET, "atl06/", s3)
 
 
 # -- the catalog step ----------------------------------------------------------------------------

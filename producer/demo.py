@@ -87,11 +87,11 @@ def main() -> int:
 
 
 def run_demo(state, started: float) -> int:
-    import boto3
     import xarray as xr
 
     from producer.aws import load_stack
     from producer.cli import main as producer
+    from producer.stack import upload_granules
     from producer.synthetic import generate
     from worker.runner import read_mapping, run
     from worker.store import open_store
@@ -101,17 +101,11 @@ def run_demo(state, started: float) -> int:
     print(f"{len(granules)} granules in {OUT / 'granules'}")
 
     step(f"uploading them to the emulator's S3 (s3://{SOURCE_BUCKET}/ATL06/)")
-    s3 = boto3.client("s3")
-    try:
-        s3.create_bucket(Bucket=SOURCE_BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    for g in granules:
-        s3.upload_file(str(g), SOURCE_BUCKET, f"ATL06/{g.name}")
+    source = upload_granules(granules, SOURCE_BUCKET)
 
     step("building the catalog: python -m producer catalog --granules s3://.../ATL06/")
     catalog = OUT / "catalog.json"
-    if producer(["catalog", "--granules", f"s3://{SOURCE_BUCKET}/ATL06/", "--output", str(catalog)]):
+    if producer(["catalog", "--granules", source, "--output", str(catalog)]):
         return 1
 
     step("submitting the run: python -m producer --catalog catalog.json --yes")

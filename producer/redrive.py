@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import boto3
 import botocore.config
@@ -11,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from producer.aws import load_stack
 from producer.submit import SubmitError, nasa_credentials, send_all
 from shared.credentials import CredentialsError, get_credentials, put_credentials
-from shared.messages import ShardMessage
+from shared.messages import ShardMessage, peek_ids
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
@@ -37,13 +36,6 @@ def refresh_credentials(ssm, runs: RunStatusStore, run_ids: set[str], credential
     return refreshed
 
 
-def _run_of(body: str) -> str | None:
-    try:
-        return str(json.loads(body)["run_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def runs_in_dlq(sqs, dlq_url: str) -> set[str]:
     """Run ids of the messages in the DLQ (peeked: visibility set back at once)."""
     found, seen = set(), set()
@@ -54,7 +46,7 @@ def runs_in_dlq(sqs, dlq_url: str) -> set[str]:
             break
         for m in batch:
             seen.add(m["MessageId"])
-            if (run := _run_of(m["Body"])) is not None:
+            if (run := peek_ids(m["Body"])[0]) is not None:
                 found.add(run)
             sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
     return found
@@ -73,7 +65,7 @@ def move_messages(sqs, runs: RunStatusStore, stack: StackOutputs, run_id: str | 
             break
         for m in messages:
             body = m["Body"]
-            if run_id is not None and _run_of(body) != run_id:
+            if run_id is not None and peek_ids(body)[0] != run_id:
                 skipped.add(m["MessageId"])
                 sqs.change_message_visibility(QueueUrl=stack.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
                 continue

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -99,6 +100,20 @@ def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
     disable_emulated_event_sources(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
     return outputs
 
+
+
+def upload_granules(files: list[Path], bucket: str, prefix: str = "ATL06/", s3=None) -> str:
+    """Put granule files into a bucket of the emulator's S3 (created if needed); returns the s3:// prefix."""
+    import boto3
+
+    s3 = s3 or boto3.client("s3")
+    try:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda f: s3.upload_file(str(f), bucket, f"{prefix}{Path(f).name}"), files))
+    return f"s3://{bucket}/{prefix}"
 
 
 def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None) -> StackState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -83,8 +84,6 @@ def nasa_credentials(path: str | None) -> S3Credentials:
 
 
 def _has_env_login() -> bool:
-    import os
-
     return bool(os.environ.get("EARTHDATA_USERNAME") and os.environ.get("EARTHDATA_PASSWORD"))
 
 

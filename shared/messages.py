@@ -5,6 +5,7 @@ It names the SSM parameter holding the read credentials, never the credentials t
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,6 +38,22 @@ class ShardMessage(BaseModel):
 
     def body(self) -> str:
         return self.model_dump_json(exclude_none=True)
+
+
+def peek_ids(body: str) -> tuple[str | None, int | None]:
+    """Run id and shard key of a message body that may not validate, each where it can be read."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    run_id = str(doc["run_id"]) if "run_id" in doc else None
+    try:
+        shard_key = int(doc["shard_key"])
+    except (KeyError, TypeError, ValueError):
+        shard_key = None
+    return run_id, shard_key
 
 
 class GranuleList(BaseModel):

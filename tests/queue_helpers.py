@@ -12,6 +12,7 @@ import boto3
 
 from producer.aws import load_stack
 from producer.cli import main as producer_main
+from producer.stack import upload_granules
 from shared.settings import StackOutputs
 from worker import handler
 from worker.runner import LambdaContext, read_mapping, sqs_event
@@ -35,14 +36,7 @@ def worker_environment(monkeypatch) -> StackOutputs:
 
 
 def upload(bucket: str, files: list[Path], prefix: str = "ATL06/") -> str:
-    s3 = boto3.client("s3")
-    try:
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
-    for f in files:
-        s3.upload_file(str(f), bucket, prefix + f.name)
-    return f"s3://{bucket}/{prefix}"
+    return upload_granules(files, bucket, prefix)
 
 
 def submit(catalog: Path, creds: Path, run_id: str, *extra: str) -> int:

@@ -9,6 +9,7 @@ import botocore.exceptions
 import pytest
 from moto import mock_aws
 
+from producer.stack import upload_granules
 from shared.results import FailureKind
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
@@ -26,10 +27,7 @@ def s3_granules(data_dir, tmp_path):
     )
     files = [data_dir / "atl06" / GREENLAND, antarctic]
     with mock_aws():
-        s3 = boto3.client("s3", region_name="us-west-2")
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
-        for f in files:
-            s3.upload_file(str(f), BUCKET, f"atl06/{f.name}")
+        upload_granules(files, BUCKET, "atl06/", boto3.client("s3", region_name="us-west-2"))
         yield files
 
 

@@ -9,7 +9,6 @@ Outcomes:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,11 +21,11 @@ from pydantic import ValidationError
 from shared.credentials import CredentialsError, S3Credentials, get_credentials
 from shared.errors import StoreError
 from shared.grid import DEFAULT_GRID
-from shared.messages import GranuleList, ShardMessage
+from shared.messages import GranuleList, ShardMessage, peek_ids
 from shared.results import FailureKind, ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import WorkerSettings
-from worker.granule_io import ReadContext, s3_client
+from worker.granule_io import ReadContext, s3_client, split_s3_url
 from worker.shard import DeadlineReached, process_shard
 from worker.store import write_shard
 
@@ -73,15 +72,6 @@ class Services:
         return cached[1]
 
 
-def loose_ids(body: str) -> tuple[str | None, int | None]:
-    """Run id and shard key of a message that failed validation, when they can still be read."""
-    try:
-        doc = json.loads(body)
-        return str(doc["run_id"]), int(doc["shard_key"])
-    except (ValueError, KeyError, TypeError):
-        return None, None
-
-
 def dead_letter(services: Services, body: str, reason: str, attributes: dict[str, str]) -> Outcome:
     services.sqs.send_message(
         QueueUrl=services.settings.dead_letter_queue_url,
@@ -98,7 +88,7 @@ def handle(body: str, receive_count: int, services: Services, time_left: Callabl
     try:
         message = ShardMessage.model_validate_json(body)
     except ValidationError as exc:
-        run_id, shard_key = loose_ids(body)
+        run_id, shard_key = peek_ids(body)
         reason = f"invalid shard message: {exc.error_count()} error(s), first: {'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}"
         log.error(reason, extra={"run_id": run_id, "shard_key": shard_key})
         if run_id and shard_key is not None:
@@ -188,7 +178,7 @@ def _retry(message: ShardMessage, receive_count: int, services: Services, reason
 def _granule_list(services: Services, url: str | None) -> list:
     if url is None or not services.settings.allows_granule_list(url):
         raise PoisonMessage(f"granule list {url} is outside this stack's run files")
-    bucket, _, key = url.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_url(url)
     body = services.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     try:
         return GranuleList.model_validate_json(body).granules
