@@ -76,7 +76,7 @@ def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "moto.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "producer.emulator", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
     )
     deadline = time.monotonic() + 60
