@@ -99,10 +99,10 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     shard) and keep the one shard benchmarked. Returns the step's cost."""
     from producer.granule_catalog import granule_shards, list_granules
     from shared.catalog import GranuleRef, ShardMap
-    from worker.granule_io import ReadContext, s3_client
+    from worker.granule_io import ReadContext, S3RangeReader
 
     locations = list_granules(prefix)
-    context = ReadContext(s3=s3_client())
+    context = ReadContext(s3=S3RangeReader())
     wall0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
         touched = list(pool.map(lambda loc: granule_shards(loc, config, grid, context), locations))

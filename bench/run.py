@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.catalog import load_catalog
     from shared.config import load_config
     from worker.aggregate import aggregate
-    from worker.granule_io import ReadContext, s3_client
+    from worker.granule_io import ReadContext, S3RangeReader
     from worker.reader import ShardGeometry
     from worker.shard import GRANULE_THREADS, process_shard
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         granules = [g.model_copy(update={"segments": None}) for g in granules]
     if args.local_dir:
         granules = [g.model_copy(update={"s3": None, "path": f"{args.local_dir}/{g.id}"}) for g in granules]
-    context = ReadContext(s3=None if args.local_dir else s3_client())
+    context = ReadContext(s3=None if args.local_dir else S3RangeReader())
     rss_ready = _peak_rss_mb()  # interpreter and imports, before any shard work
 
     captured: dict[str, np.ndarray] = {}

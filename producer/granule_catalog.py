@@ -10,12 +10,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import boto3
 import numpy as np
+
 from shared.catalog import GranuleRef, ShardMap
 from shared.config import PipelineConfig
 from shared.errors import CatalogError
 from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
-from worker.granule_io import GranuleReadError, ReadContext, s3_client, split_s3_url
+from worker.granule_io import GranuleReadError, ReadContext, S3RangeReader, split_s3_url
 from worker.reader import GranuleReader
 
 
@@ -23,7 +25,7 @@ def list_granules(source: str) -> list[str]:
     """Granule locations under a local folder or an ``s3://bucket/prefix``, sorted."""
     if source.startswith("s3://"):
         bucket, prefix = split_s3_url(source if "/" in source.removeprefix("s3://") else source + "/")
-        client = s3_client()
+        client = boto3.client("s3")
         keys = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("*")):
             keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".h5")]
@@ -73,7 +75,7 @@ def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature
     locations = list_granules(source)
     if not locations:
         raise CatalogError(f"no .h5 granules found in {source}")
-    context = ReadContext(s3=s3_client() if source.startswith("s3://") else None)
+    context = ReadContext(s3=S3RangeReader() if source.startswith("s3://") else None)
 
     def scan(location: str) -> dict[int, dict[str, tuple[int, int]]] | str:
         try:

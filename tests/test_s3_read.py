@@ -1,34 +1,31 @@
-"""The same path with granules on S3, read through the S3 range driver (moto, in-process)."""
+"""The same path with granules on S3, read through the S3 range driver from the embedded emulator over HTTP."""
 
 from __future__ import annotations
 
 import json
+import uuid
 
-import boto3
-import botocore.exceptions
 import pytest
-from moto import mock_aws
 
 from producer.stack import upload_granules
 from shared.results import FailureKind
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
 from tests.test_real_data import GREENLAND, assert_matches_independent
-from worker.granule_io import classify_client_error
+from worker.granule_io import GranuleReadError, ReadContext, S3RangeDriver, S3RangeReader, classify_error, error_code
 
 BUCKET = "granules"
 
 
 @pytest.fixture
-def s3_granules(data_dir, tmp_path):
+def s3_granules(data_dir, tmp_path, stack_env):
     antarctic = assemble_native(
         sorted((data_dir / "atl06-flat-antarctic").glob("ATL06_20190101001723_00540210_*_gt*.h5")),
         tmp_path / "ATL06_20190101001723_00540210_209_01.h5",
     )
     files = [data_dir / "atl06" / GREENLAND, antarctic]
-    with mock_aws():
-        upload_granules(files, BUCKET, "atl06/", boto3.client("s3", region_name="us-west-2"))
-        yield files
+    upload_granules(files, BUCKET, "atl06/")
+    return files
 
 
 def test_s3_granules_match_independent(s3_granules, tmp_path):
@@ -70,5 +67,44 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
     ],
 )
 def test_s3_errors_are_classified(code, status, kind):
-    err = botocore.exceptions.ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
-    assert classify_client_error(err) == kind
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>m</Message></Error>'.encode()
+    assert classify_error(error_code(body), status) == kind
+
+
+@pytest.fixture
+def signed_reads_enforced(stack_env):
+    """An IAM user allowed to read the bucket; the emulator checks every request's signature
+    until the test ends (moto's auth switch, reset afterwards)."""
+    import boto3
+    import requests
+
+    iam = boto3.client("iam")
+    user = f"reader-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    iam.put_user_policy(UserName=user, PolicyName="read", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    auth = f"{stack_env.endpoint}/moto-api/reset-auth"
+    requests.post(auth, data=b"0", timeout=5).raise_for_status()
+    try:
+        yield {"accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"]}
+    finally:
+        requests.post(auth, data=b"inf", timeout=5).raise_for_status()
+
+
+def test_signed_range_reads_pass_signature_checks(s3_granules, signed_reads_enforced):
+    """The emulator recomputes each request's SigV4 signature: the headers the reader signs are
+    the ones it sends, and a wrong secret or an unknown key is refused and classed DENIED."""
+    location = f"s3://{BUCKET}/atl06/{GREENLAND}"
+    driver = S3RangeDriver(location, ReadContext(s3=S3RangeReader(signed_reads_enforced)))
+    assert "?" not in driver.url  # no signature or credential in a URL
+    assert driver.read(0, 8) == b"\x89HDF\r\n\x1a\n"
+    expected = s3_granules[0].read_bytes()[1000:5000]
+    assert driver.read(1000, 4000) == expected
+
+    for wrong in ({**signed_reads_enforced, "secretAccessKey": "not-the-secret"}, {"accessKeyId": "AKIAUNKNOWN000000000", "secretAccessKey": "x"}):
+        refused = S3RangeDriver(location, ReadContext(s3=S3RangeReader(wrong)))
+        with pytest.raises(GranuleReadError) as info:
+            refused.read(0, 8)
+        assert info.value.kind == FailureKind.DENIED
+        assert wrong["secretAccessKey"] not in str(info.value) and wrong["accessKeyId"] not in str(info.value)

@@ -11,7 +11,7 @@ from typing import Iterator
 from shared.catalog import ShardMap
 from shared.config import PipelineConfig
 from shared.results import ShardResult, ShardStatus
-from worker.granule_io import ReadContext, s3_client
+from worker.granule_io import ReadContext, S3RangeReader
 from worker.shard import process_shard
 from worker.store import write_shard
 
@@ -24,7 +24,7 @@ class LocalJob:
 
 def run_one(job: LocalJob, shard_map: ShardMap, config: PipelineConfig, store: str) -> ShardResult:
     needs_s3 = any(g.s3 for g in shard_map.shards[job.shard_key])
-    context = ReadContext(s3=s3_client() if needs_s3 else None)
+    context = ReadContext(s3=S3RangeReader() if needs_s3 else None)
     try:
         return process_shard(
             job.shard_key,

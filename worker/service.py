@@ -25,7 +25,7 @@ from shared.messages import GranuleList, ShardMessage, peek_ids
 from shared.results import FailureKind, ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import WorkerSettings
-from worker.granule_io import ReadContext, s3_client, split_s3_url
+from worker.granule_io import ReadContext, S3RangeReader, split_s3_url
 from worker.shard import DeadlineReached, process_shard
 from worker.store import write_shard
 
@@ -136,7 +136,7 @@ def _handle_valid(message: ShardMessage, body: str, receive_count: int, services
     except (ClientError, BotoCoreError) as exc:
         return _retry(message, receive_count, services, f"cannot load the granule list: {exc}", log)
 
-    context = ReadContext(s3=s3_client(read_credentials.for_client()))
+    context = ReadContext(s3=S3RangeReader(read_credentials.for_client()))
     margin = settings.deadline_margin_seconds
     out_creds = output_credentials.for_client() if output_credentials else None
     try:
