@@ -1,8 +1,15 @@
-"""The embedded stack's AWS emulator: moto server, with ranged S3 reads that cost what they cost S3.
+"""The embedded stack's AWS emulator: moto's server app, served the way AWS endpoints behave.
 
     python -m producer.emulator -H 127.0.0.1 -p PORT      (what ``stack up`` starts)
 
-Stock moto 5 answers a ranged GET by reading the whole object (from a temporary file, for
+``python -m moto.server`` serves moto's app with werkzeug's development server, which closes
+the connection after every response (and starts a thread for each): every boto3 call and every
+ranged read of a granule pays a new TCP connection at both ends, where AWS endpoints keep
+connections alive. Here the same app is served by waitress (a production WSGI server:
+keep-alive connections, a pool of threads), with response buffers large enough that a
+multi-megabyte read is not spooled through a temporary file.
+
+Stock moto 5 also answers a ranged GET by reading the whole object (from a temporary file, for
 objects over 5 MB) and cutting the range from it, and looks through its package folders on
 every request to find the service addressed. For a 19 MB granule that is ~4 ms of the
 emulator's CPU per request whatever the range, so a reader that fetches a few kilobytes pays as
@@ -14,11 +21,12 @@ moto runs as shipped, slower but the same):
   range is copied;
 * the list of moto's service modules is computed once.
 
-Nothing else changes: the same moto app, the same HTTP server, the same responses.
+Nothing else changes: the same moto app, the same responses.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
@@ -26,6 +34,11 @@ import sys
 
 # Objects up to this size are kept in memory by moto (its default spools objects over 5 MB to disk).
 IN_MEMORY_OBJECT_BYTES = 2**31
+# waitress: threads answering requests, open connections allowed (every worker pools up to 64),
+# and response bytes held in memory before spooling to a temporary file (its default is 1 MB).
+SERVER_THREADS = 16
+CONNECTION_LIMIT = 1000
+OUTPUT_BUFFER_BYTES = 256 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +86,21 @@ def apply_fixes() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m producer.emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto writes it into URLs it hands out (queue URLs)
     applied = apply_fixes()
-    print(f"emulator fixes applied: {', '.join(applied) or 'none'}", file=sys.stderr, flush=True)
-    from moto.server import main as moto_main
+    import waitress
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    moto_main(argv if argv is not None else sys.argv[1:])
+    print(f"moto on http://{args.host}:{args.port} (waitress); fixes applied: {', '.join(applied) or 'none'}", file=sys.stderr, flush=True)
+    waitress.serve(
+        DomainDispatcherApplication(create_backend_app), host=args.host, port=args.port, threads=SERVER_THREADS,
+        connection_limit=CONNECTION_LIMIT, outbuf_overflow=OUTPUT_BUFFER_BYTES, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
+        asyncore_use_poll=True, _quiet=True,
+    )
 
 
 if __name__ == "__main__":
