@@ -7,6 +7,7 @@ line or an exception message can never show them.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -54,6 +55,31 @@ class S3Credentials(BaseModel):
         if self.expiration:
             doc["expiration"] = self.expiration.isoformat()
         return json.dumps(doc)
+
+
+def obstore_s3_config(credentials: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """obstore's S3 configuration: keys from ``credentials`` (key style, see ``for_client``) or
+    boto3's default chain (the role); the endpoint from them or AWS_ENDPOINT_URL_S3 /
+    AWS_ENDPOINT_URL (an emulator, addressed path-style; AWS virtual-hosted). None without keys."""
+    import boto3
+
+    credentials = credentials or {}
+    region = credentials.get("region")
+    if credentials:
+        key, secret, token = credentials["accessKeyId"], credentials["secretAccessKey"], credentials.get("sessionToken")
+    else:
+        session = boto3.session.Session()
+        found = session.get_credentials()
+        if found is None:
+            return None
+        frozen = found.get_frozen_credentials()
+        key, secret, token, region = frozen.access_key, frozen.secret_key, frozen.token, session.region_name
+    config: dict[str, Any] = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_region": region or "us-west-2"}
+    if token:
+        config["aws_session_token"] = token
+    endpoint = credentials.get("endpointUrl") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    config.update({"aws_endpoint": endpoint, "aws_virtual_hosted_style_request": False} if endpoint else {"aws_virtual_hosted_style_request": True})
+    return config
 
 
 def parse_credentials(text: str, where: str) -> S3Credentials:

@@ -8,17 +8,16 @@ The template (metadata and the ``cell_ids`` coordinate) is created once, before 
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
-import boto3
 import numpy as np
 import zarr
 import zarr.errors
 from zarr.storage import LocalStore, ObjectStore
 
 from shared.config import PipelineConfig
+from shared.credentials import obstore_s3_config
 from shared.errors import StoreError
 from shared.grid import GridSignature, child_cell_ids
 from shared.reducers import REDUCERS
@@ -42,26 +41,9 @@ def open_store(url: str, credentials: dict[str, str] | None = None, read_only: b
     from obstore.store import S3Store
 
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
-    if credentials:
-        key, secret, token = credentials["accessKeyId"], credentials["secretAccessKey"], credentials.get("sessionToken")
-        region = credentials.get("region")
-        endpoint = credentials.get("endpointUrl")
-    else:
-        session = boto3.session.Session()
-        frozen = session.get_credentials()
-        if frozen is None:
-            raise StoreError(f"no AWS credentials to write {url}")
-        frozen = frozen.get_frozen_credentials()
-        key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
-        region = session.region_name
-        endpoint = None
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config: dict[str, Any] = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_region": region or "us-west-2"}
-    if token:
-        config["aws_session_token"] = token
-    if endpoint:
-        config["aws_endpoint"] = endpoint
-        config["aws_virtual_hosted_style_request"] = False
+    config = obstore_s3_config(credentials)
+    if config is None:
+        raise StoreError(f"no AWS credentials to write {url}")
     s3 = S3Store(bucket, prefix=prefix.strip("/") or None, config=config, client_options={"allow_http": True})
     return ObjectStore(s3, read_only=read_only)
 
