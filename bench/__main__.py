@@ -8,7 +8,8 @@ process of its own, one after the other, on the same input:
   baseline        the original system: every beam's whole latitude/longitude, then a hyperslice
                   of the values (h5coro with its default 4 MiB cache lines)
   reader          the project's worker with a catalog that has no per-beam segments (e.g. CMR)
-  reader_catalog  the project's worker with the segments the offline catalog step records
+  reader_segments the project's worker with the per-beam segments the offline catalog step records
+  reader_catalog  the same, with the chunks the catalog step records too (no HDF5 metadata read)
 
 Figures per strategy: wall and CPU time of the shard's processing (read + aggregate), peak
 memory (peak resident set, VmHWM, of the strategy's own process: interpreter, imports and the
@@ -98,7 +99,7 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     """Run the offline catalog step over the granules on S3 (what a run does once, before any
     shard) and keep the one shard benchmarked. Returns the step's cost."""
     from producer.granule_catalog import granule_shards, list_granules
-    from shared.catalog import GranuleRef, ShardMap
+    from shared.catalog import ShardMap
     from worker.granule_io import ReadContext, S3RangeReader
 
     locations = list_granules(prefix)
@@ -107,10 +108,7 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     with ThreadPoolExecutor(max_workers=8) as pool:
         touched = list(pool.map(lambda loc: granule_shards(loc, config, grid, context), locations))
     wall = time.perf_counter() - wall0
-    refs = [
-        GranuleRef(id=loc.rsplit("/", 1)[-1], s3=loc, segments=shards[shard_key])
-        for loc, shards in zip(locations, touched) if shard_key in shards
-    ]
+    refs = [shards[shard_key] for shards in touched if shard_key in shards]
     ShardMap.build({shard_key: refs}, {"source": "granules", "granule_source": prefix}, grid).save(out)
     return {
         "wall_s": wall, "requests": context.stats.requests, "bytes": context.stats.bytes,

@@ -67,7 +67,7 @@ def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfi
         h, sigma = got[cfg.value], got[cfg.sigma]
         quality = got[cfg.quality.dataset].values if cfg.quality else None
         keep = (cells >= 0) & keep_mask(h.values, sigma.values, quality, cfg.quality.keep if cfg.quality else (),
-                                        _fill_value(h), _fill_value(sigma))
+                                        _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype))
         parts.append(Points(cells[keep], h.values[keep].astype(np.float64), sigma.values[keep].astype(np.float64)))
     return Points.concat(parts)
 

@@ -9,7 +9,8 @@ points boto3 (and so h5coro) at the emulator. Prints one JSON object on stdout.
 Strategies:
   baseline        whole latitude/longitude per beam, then a hyperslice of the values (bench.baseline)
   reader          the project's worker (worker.shard.process_shard), catalog without segments
-  reader_catalog  the same worker, with the per-beam segments the offline catalog records
+  reader_segments the same worker, with the per-beam segments the offline catalog records
+  reader_catalog  the same worker, with the segments and the chunks the offline catalog records
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-STRATEGIES = ("baseline", "reader", "reader_catalog")
+STRATEGIES = ("baseline", "reader", "reader_segments", "reader_catalog")
 
 
 def _cpu() -> float:
@@ -67,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     shard_map = load_catalog(args.catalog)
     grid = shard_map.grid_signature
     granules = shard_map.shards[args.shard]
-    if args.strategy != "reader_catalog":
-        granules = [g.model_copy(update={"segments": None}) for g in granules]
+    if args.strategy in ("baseline", "reader"):
+        granules = [g.model_copy(update={"segments": None, "chunks": None}) for g in granules]
+    elif args.strategy == "reader_segments":
+        granules = [g.model_copy(update={"chunks": None}) for g in granules]
     if args.local_dir:
         granules = [g.model_copy(update={"s3": None, "path": f"{args.local_dir}/{g.id}"}) for g in granules]
     context = ReadContext(s3=None if args.local_dir else S3RangeReader())

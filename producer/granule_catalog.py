@@ -50,25 +50,27 @@ def beam_segments(lat: np.ndarray, lon: np.ndarray, grid: GridSignature) -> dict
     }
 
 
-def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, dict[str, tuple[int, int]]]:
-    """``{shard key: {beam: (start, stop)}}`` for one granule."""
+def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, GranuleRef]:
+    """The granule as each shard it touches needs it: per beam, the index range holding the
+    shard's points and where the chunks of every dataset over that range are stored."""
     name = location.rsplit("/", 1)[-1]
     ref = GranuleRef(id=name, **({"s3": location} if location.startswith("s3://") else {"path": location}))
     try:
         reader = GranuleReader(ref, config, context)
         try:
             coordinates = reader.whole_coordinates()
+            shards: dict[int, dict[str, tuple[int, int]]] = {}
+            for beam, (lat, lon) in coordinates.items():
+                ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90)
+                index = np.flatnonzero(ok)
+                for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
+                    shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
+            return {key: ref.model_copy(update={"segments": segments, "chunks": reader.recorded_chunks(segments) or None})
+                    for key, segments in shards.items()}
         finally:
             reader.close()
     except GranuleReadError as exc:
         raise CatalogError(f"cannot read granule {location}: {exc}") from None
-    shards: dict[int, dict[str, tuple[int, int]]] = {}
-    for beam, (lat, lon) in coordinates.items():
-        ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90)
-        index = np.flatnonzero(ok)
-        for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
-            shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
-    return shards
 
 
 def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID, threads: int = 8) -> ShardMap:
@@ -77,7 +79,7 @@ def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature
         raise CatalogError(f"no .h5 granules found in {source}")
     context = ReadContext(s3=S3RangeReader() if source.startswith("s3://") else None)
 
-    def scan(location: str) -> dict[int, dict[str, tuple[int, int]]] | str:
+    def scan(location: str) -> dict[int, GranuleRef] | str:
         try:
             return granule_shards(location, config, grid, context)
         except CatalogError as exc:
@@ -87,13 +89,11 @@ def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature
         per_granule = list(pool.map(scan, locations))
     shards: dict[int, list[GranuleRef]] = {}
     unreadable = [{"granule": loc, "reason": r} for loc, r in zip(locations, per_granule) if isinstance(r, str)]
-    for location, touched in zip(locations, per_granule):
+    for touched in per_granule:
         if isinstance(touched, str):
             continue  # recorded in the metadata, printed by the CLI
-        name = location.rsplit("/", 1)[-1]
-        where = {"s3": location} if location.startswith("s3://") else {"path": location}
-        for key, segments in touched.items():
-            shards.setdefault(key, []).append(GranuleRef(id=name, segments=segments, **where))
+        for key, ref in touched.items():
+            shards.setdefault(key, []).append(ref)
     if len(unreadable) == len(locations):
         raise CatalogError(f"none of the {len(locations)} granules in {source} could be read; first: {unreadable[0]['reason']}")
     metadata = {

@@ -9,7 +9,9 @@ JSON layout::
 
 ``segments`` (optional) gives, per beam, the index range ``[start, stop)`` that holds the
 shard's points; a catalog built by reading the granules records it so a worker can skip
-reading the rest of each beam. A catalog built from footprints (CMR) leaves it out.
+reading the rest of each beam. With it, ``chunks`` (optional) gives, per beam and dataset, where
+the chunks holding that range are stored in the file and how they are encoded, so a worker
+fetches them without reading any HDF5 metadata. A catalog built from footprints (CMR) has neither.
 """
 
 from __future__ import annotations
@@ -28,6 +30,37 @@ from shared.grid import DEFAULT_GRID, GridSignature, shard_order
 UINT64_MAX = 2**64 - 1
 
 
+NUMERIC_DTYPES = {"|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8"}
+
+
+class DatasetChunks(BaseModel):
+    """The stored chunks of one 1-D dataset that hold a beam's segment range, and their encoding:
+    all a reader needs to decode them without the file's metadata (HDF5 filters: shuffle, deflate)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")  # a NaN fill stays NaN
+
+    dtype: str  # numpy dtype string, little-endian
+    chunk: int = Field(gt=0)  # elements per chunk
+    shuffle: bool
+    deflate: bool
+    fill: float | int | None = None  # the dataset's HDF5 fill value (elements of unstored chunks)
+    stored: list[tuple[int, int, int]]  # (first element, file offset, stored bytes) of each chunk, in order
+
+    @field_validator("dtype")
+    @classmethod
+    def _numeric(cls, dtype: str) -> str:
+        if dtype not in NUMERIC_DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not a little-endian numeric type")
+        return dtype
+
+    @model_validator(mode="after")
+    def _chunk_aligned(self) -> "DatasetChunks":
+        firsts = [first for first, _, _ in self.stored]
+        if firsts != sorted(set(firsts)) or any(f % self.chunk for f in firsts) or any(o < 0 or n <= 0 for _, o, n in self.stored):
+            raise ValueError("stored chunks must be chunk-aligned, in order, at non-negative offsets")
+        return self
+
+
 class GranuleRef(BaseModel):
     """One granule as a shard needs it. At least one location must be given."""
 
@@ -38,6 +71,7 @@ class GranuleRef(BaseModel):
     https: str | None = None
     path: str | None = None  # a local file, for offline use
     segments: dict[str, tuple[int, int]] | None = None
+    chunks: dict[str, dict[str, DatasetChunks]] | None = None  # beam -> dataset name -> its chunks
 
     @model_validator(mode="after")
     def _has_location(self) -> "GranuleRef":
@@ -47,6 +81,8 @@ class GranuleRef(BaseModel):
             for beam, (start, stop) in self.segments.items():
                 if not 0 <= start < stop:
                     raise ValueError(f"granule {self.id!r} beam {beam}: bad segment range [{start}, {stop})")
+        if self.chunks and not set(self.chunks) <= set(self.segments or {}):
+            raise ValueError(f"granule {self.id!r}: chunks recorded for beams without a segment range")
         return self
 
     @property
@@ -142,7 +178,8 @@ class ShardMap(BaseModel):
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), indent=1) + "\n")
+        # compact: recorded chunks make a catalog a few kB per granule and shard
+        Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), separators=(",", ":")) + "\n")
 
 
 def load_catalog(path: str | Path, grid: GridSignature | None = DEFAULT_GRID) -> ShardMap:

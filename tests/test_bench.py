@@ -121,10 +121,11 @@ def test_reader_with_and_without_segments_matches_the_baseline(short_granules):
     shard = ShardGeometry.of(shard_key, DEFAULT_GRID)
     for path in short_granules:
         plain = GranuleRef(id=path.name, path=str(path))
-        segments = granule_shards(str(path), config, DEFAULT_GRID, ReadContext())[shard_key]
+        cataloged = granule_shards(str(path), config, DEFAULT_GRID, ReadContext())[shard_key]
+        assert cataloged.chunks and set(cataloged.chunks) == set(cataloged.segments)
         expected = baseline.read_points(plain, shard, config, ReadContext())
         assert len(expected) > 1000
-        for ref in (plain, plain.model_copy(update={"segments": segments})):
+        for ref in (plain, cataloged.model_copy(update={"chunks": None}), cataloged):
             context = ReadContext()
             got = read_points(ref, shard, config, context)
             for name in ("cell", "h", "sigma"):  # same points in the same order
@@ -144,20 +145,20 @@ def test_same_statistics(tmp_path):
 
 @pytest.mark.integration
 def test_quick_benchmark_end_to_end(tmp_path, capsys):
-    """`python -m bench --quick`: emulator, catalog step, three strategies in their own processes."""
+    """`python -m bench --quick`: emulator, catalog step, four strategies in their own processes."""
     out = tmp_path / "bench.json"
     assert bench_main(["--quick", "--no-local", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == report  # the last line printed
     assert report["all_identical"] is True
-    assert set(report["strategies"]) == {"baseline", "reader", "reader_catalog"}
+    assert set(report["strategies"]) == {"baseline", "reader", "reader_segments", "reader_catalog"}
     observations = {r["observations"] for r in report["strategies"].values()}
     assert len(observations) == 1 and observations.pop() > 0
     for figures in report["strategies"].values():
         for key in ("wall_s", "cpu_s", "peak_rss_mb", "requests", "bytes", "observations_per_s", "emulator_cpu_s"):
             assert figures[key] > 0, key
     assert report["minimum"]["bytes"] > 0
-    for name in ("reader", "reader_catalog"):
+    for name in ("reader", "reader_segments", "reader_catalog"):
         ratios = report["ratios"][name]
         assert {"bytes_vs_baseline", "bytes_vs_minimum", "wall_vs_baseline", "peak_rss_mb"} <= set(ratios)
         assert report["strategies"][name]["bytes"] >= report["minimum"]["bytes"]

@@ -128,17 +128,21 @@ class PlannedH5Coro(h5coro.H5Coro):
 
     def fetch(self, ranges: list[tuple[int, int]]) -> None:
         """Fetch these absolute byte ranges (merged, in parallel) into the store."""
-        ranges = [r for r in ranges if not self._cached(*r)]
-        todo = [r for r in merge_ranges(ranges) if not self.store.covers(*r)]
-        if not todo:
-            return
-        if len(todo) == 1:
-            start, stop = todo[0]
-            self.store.add(start, self.driver.read(start, stop - start))
-            return
-        futures = [(start, _fetch_pool().submit(self.driver.read, start, stop - start)) for start, stop in todo]
+        fetch_ranges(self.driver, [r for r in ranges if not self._cached(*r)], self.store)
+
+
+def fetch_ranges(driver, ranges: list[tuple[int, int]], store: RangeStore) -> RangeStore:
+    """Fetch absolute byte ranges through an h5coro driver into ``store``: ranges closer than
+    :data:`MERGE_GAP` in one request, requests in parallel, what the store holds skipped."""
+    todo = [r for r in merge_ranges(ranges) if not store.covers(*r)]
+    if len(todo) == 1:
+        start, stop = todo[0]
+        store.add(start, driver.read(start, stop - start))
+    elif todo:
+        futures = [(start, _fetch_pool().submit(driver.read, start, stop - start)) for start, stop in todo]
         for start, future in futures:
-            self.store.add(start, future.result())
+            store.add(start, future.result())
+    return store
 
 
 # =============================================================================================

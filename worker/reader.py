@@ -38,14 +38,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from h5coro.h5dataset import H5Dataset
+from h5coro.h5metadata import H5Metadata
 
-from shared.catalog import GranuleRef
+from shared.catalog import DatasetChunks, GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature, shard_latitude_band, shard_nested_id
 from shared.results import FailureKind
 from worker.band_search import BandSearch, runs_of
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
-from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, chunk_table
+from worker.chunks import ChunkDecodeError, byte_ranges, values_in_range
+from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, RangeStore, chunk_table, fetch_ranges
 from worker.points import child_index, keep_mask, span
 
 
@@ -85,13 +87,33 @@ class Points:
         return self.cell.size
 
 
-def _fill_value(dataset: H5Dataset) -> float | None:
-    """The dataset's HDF5 fill value, decoded to its own dtype (h5coro keeps the raw bits)."""
-    meta = dataset.meta
+def _fill_value(meta: H5Metadata, dtype: np.dtype) -> float | int | None:
+    """A dataset's HDF5 fill value, decoded to its own dtype (h5coro keeps the raw bits)."""
     if not meta.fillsize or meta.fillvalue is None:
         return None
     raw = struct.pack("<Q", meta.fillvalue)[: meta.fillsize]
-    return np.frombuffer(raw, dtype=dataset.values.dtype)[0].item()
+    return np.frombuffer(raw, dtype=dtype)[0].item()
+
+
+def _describe_chunks(meta: H5Metadata | None, table: ChunkTable | None, start: int, stop: int) -> DatasetChunks | None:
+    """The recorded form of a dataset's chunks holding ``[start, stop)``; None for what a worker
+    could not decode from it alone (not a chunked 1-D numeric dataset, a filter other than
+    shuffle and deflate)."""
+    if meta is None or table is None or meta.type not in (H5Metadata.FIXED_POINT_TYPE, H5Metadata.FLOATING_POINT_TYPE):
+        return None
+    filters = {f for f, on in meta.filter.items() if on}
+    if not filters <= {H5Metadata.DEFLATE_FILTER, H5Metadata.SHUFFLE_FILTER} or filters == {H5Metadata.SHUFFLE_FILTER}:
+        return None
+    dtype = meta.getNumpyType()
+    if dtype is None:
+        return None
+    pick = (table.first < stop) & (table.first + table.chunk > start)
+    return DatasetChunks(
+        dtype=dtype.newbyteorder("<").str, chunk=table.chunk,
+        shuffle=H5Metadata.SHUFFLE_FILTER in filters, deflate=H5Metadata.DEFLATE_FILTER in filters,
+        fill=_fill_value(meta, dtype),
+        stored=list(zip(table.first[pick].tolist(), table.address[pick].tolist(), table.size[pick].tolist())),
+    )
 
 
 # =============================================================================================
@@ -186,10 +208,6 @@ class GranuleReader:
         return dataset
 
     # -- the shard's points ----------------------------------------------------------------------
-    def _value_names(self) -> list[str]:
-        cfg = self.config
-        return [cfg.value, cfg.sigma] + ([cfg.quality.dataset] if cfg.quality else [])
-
     def _search_latitude(self, shard: ShardGeometry) -> dict[str, list[tuple[int, np.ndarray]]]:
         """Per beam, runs ``(first index, latitude)`` that hold every latitude in the shard's band."""
         cfg = self.config
@@ -244,6 +262,21 @@ class GranuleReader:
         return {b: (self._require(got[(paths[b][0], None, None)], paths[b][0]).values,
                     self._require(got[(paths[b][1], None, None)], paths[b][1]).values) for b in present}
 
+    def recorded_chunks(self, segments: dict[str, tuple[int, int]]) -> dict[str, dict[str, DatasetChunks]]:
+        """What the catalog records for a granule and shard: per beam, where every dataset's chunks
+        holding the beam's segment range are stored and how they are encoded. A beam with a
+        dataset that cannot be described so is left out (workers then read it through h5coro)."""
+        cfg = self.config
+        names = dataset_names(cfg)
+        self._metadata([cfg.dataset_path(b, n) for b in segments for n in names])
+        out = {}
+        for beam, (start, stop) in segments.items():
+            paths = {n: cfg.dataset_path(beam, n) for n in names}
+            described = {n: _describe_chunks(self.h5.metadataTable.get(p.lstrip("/")), self.tables.get(p), start, stop) for n, p in paths.items()}
+            if all(d is not None for d in described.values()):
+                out[beam] = described
+        return out
+
     def points(self, shard: ShardGeometry) -> Points:
         if self.granule.segments is not None:
             return self._points_in_segments(shard, self.granule.segments)
@@ -253,7 +286,7 @@ class GranuleReader:
         """One round: coordinates and values over the range the catalog recorded for each beam."""
         cfg = self.config
         beams = [b for b in cfg.beams if b in segments]
-        names = (cfg.latitude, cfg.longitude, *self._value_names())
+        names = dataset_names(cfg)
         self._metadata([cfg.dataset_path(b, n) for b in beams for n in names])
         got = self._read([(cfg.dataset_path(b, n), *segments[b]) for b in beams for n in names])
         parts = []
@@ -266,7 +299,7 @@ class GranuleReader:
         """Latitude searched chunk by chunk, longitude where latitude is in the band, values where
         the shard's points are."""
         cfg = self.config
-        names = self._value_names()
+        names = dataset_names(cfg)[2:]  # the values
         # every dataset the read may need, walked to at once (their metadata shares cache lines)
         self._metadata([cfg.dataset_path(b, n) for b in cfg.beams for n in (cfg.latitude, cfg.longitude, *names)])
         found = self._search_latitude(shard)
@@ -291,12 +324,71 @@ class GranuleReader:
         cfg = self.config
         h, sigma = values[cfg.value], values[cfg.sigma]
         quality = values[cfg.quality.dataset].values if cfg.quality else None
-        keep = (cells >= 0) & keep_mask(h.values, sigma.values, quality, cfg.quality.keep if cfg.quality else (), _fill_value(h), _fill_value(sigma))
-        return Points(cells[keep], h.values[keep].astype(np.float64), sigma.values[keep].astype(np.float64))
+        return _kept(cells, h.values, sigma.values, quality, cfg, _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype))
+
+
+def _kept(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> Points:
+    keep = (cells >= 0) & keep_mask(h, sigma, quality, cfg.quality.keep if cfg.quality else (), h_fill, sigma_fill)
+    return Points(cells[keep], h[keep].astype(np.float64), sigma[keep].astype(np.float64))
+
+
+# =============================================================================================
+# One granule whose chunks the catalog recorded: no HDF5 metadata is read
+# =============================================================================================
+def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
+    """Every dataset of a beam a shard reads: coordinates, then values."""
+    return (config.latitude, config.longitude, config.value, config.sigma) + ((config.quality.dataset,) if config.quality else ())
+
+
+def has_recorded_chunks(granule: GranuleRef, config: PipelineConfig) -> bool:
+    """Whether the catalog recorded every dataset of every beam in the granule's segments."""
+    if not granule.segments or not granule.chunks:
+        return False
+    names = dataset_names(config)
+    return all(beam in granule.chunks and all(n in granule.chunks[beam] for n in names) for beam in granule.segments)
+
+
+def read_recorded_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
+    """The shard's points from the chunks the catalog recorded: one round of byte ranges, decoded
+    here (inflate, unshuffle), in the order of a whole-array read."""
+    names = dataset_names(config)
+    beams = [b for b in config.beams if b in granule.segments]
+    ranges = [r for b in beams for n in names for r in byte_ranges(granule.chunks[b][n], *granule.segments[b])]
+    driver = driver_for(granule.location)(granule.location, context)
+    try:
+        store = fetch_ranges(driver, ranges, RangeStore())
+    finally:
+        driver.close()
+
+    def stored_bytes(offset: int, size: int) -> memoryview:
+        got = store.get(offset, size)
+        if got is None or len(got) < size:
+            raise ChunkDecodeError(f"the granule ends before byte {offset + size}")
+        return got
+
+    parts = []
+    for beam in beams:
+        start, stop = granule.segments[beam]
+        recorded = granule.chunks[beam]
+        values = {}
+        for name in names:
+            try:
+                values[name] = values_in_range(recorded[name], start, stop, stored_bytes)
+            except ChunkDecodeError as exc:
+                raise GranuleReadError(
+                    FailureKind.CORRUPT,
+                    f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the catalog does not match the granule (rebuild it)",
+                ) from None
+        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid)
+        quality = values[config.quality.dataset] if config.quality else None
+        parts.append(_kept(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
+    return Points.concat(parts)
 
 
 def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
     """The shard's kept points in one granule. Raises :class:`GranuleReadError` naming the problem."""
+    if has_recorded_chunks(granule, config):
+        return read_recorded_points(granule, shard, config, context)
     reader = GranuleReader(granule, config, context)
     try:
         return reader.points(shard)
