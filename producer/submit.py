@@ -20,7 +20,7 @@ from shared.errors import ShardQueueError
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
-from shared.settings import INLINE_GRANULES_MAX_BYTES, RUN_FILES_PREFIX, SQS_SEND_BATCH, StackOutputs
+from shared.settings import INLINE_GRANULES_MAX_BYTES, RUN_FILES_PREFIX, SQS_MAX_MESSAGE_BYTES, SQS_SEND_BATCH, StackOutputs
 from worker.store import create_template
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
@@ -105,11 +105,26 @@ def build_messages(shard_map: ShardMap, plan: Plan, config: PipelineConfig, read
     return messages
 
 
+def batches(messages: list[ShardMessage]) -> list[list[ShardMessage]]:
+    """Consecutive batches SendMessageBatch accepts: at most 10 entries and, together, at most
+    the size one message may have (large shards' messages are ~200 kB)."""
+    out: list[list[ShardMessage]] = []
+    size = 0
+    for m in messages:
+        n = len(m.body().encode())
+        if not out or len(out[-1]) == SQS_SEND_BATCH or size + n > SQS_MAX_MESSAGE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(m)
+        size += n
+    return out
+
+
 def send_all(sqs, queue_url: str, messages: list[ShardMessage], sleep=time.sleep) -> list[ShardMessage]:
-    """Send in batches of 10, retrying failed entries with backoff. Returns the messages never sent."""
+    """Send in batches (:func:`batches`), retrying failed entries with backoff. Returns the messages never sent."""
     unsent = []
-    for start in range(0, len(messages), SQS_SEND_BATCH):
-        pending = {str(i): m for i, m in enumerate(messages[start : start + SQS_SEND_BATCH])}
+    for batch in batches(messages):
+        pending = {str(i): m for i, m in enumerate(batch)}
         for attempt in range(SEND_ATTEMPTS):
             if not pending:
                 break

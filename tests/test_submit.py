@@ -1,4 +1,4 @@
-"""Sending shard messages: batches of 10, partial failures retried, nothing silently dropped."""
+"""Sending shard messages: batches of 10 within SQS's size limit, partial failures retried, nothing silently dropped."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
 from producer.submit import Plan, send_all
+from shared.settings import SQS_MAX_MESSAGE_BYTES
 
 
-def message(i: int) -> ShardMessage:
+def message(i: int, granules: int = 1) -> ShardMessage:
     return ShardMessage(
         run_id="r", shard_key=i, shard_index=i, grid=DEFAULT_GRID, config=load_config(), store="s3://b/p/r.zarr",
-        granules=[{"id": f"g{i}", "s3": f"s3://src/g{i}.h5"}], credentials_parameter="/stack/runs/r/read-credentials",
+        granules=[{"id": f"g{i}-{k}", "s3": f"s3://src/g{i}-{k}.h5"} for k in range(granules)],
+        credentials_parameter="/stack/runs/r/read-credentials",
     )
 
 
@@ -24,6 +26,8 @@ class FlakySQS:
     def send_message_batch(self, QueueUrl, Entries):
         self.calls += 1
         assert len(Entries) <= 10
+        if sum(len(e["MessageBody"].encode()) for e in Entries) > SQS_MAX_MESSAGE_BYTES:
+            raise ValueError("BatchRequestTooLong")  # what SQS answers: the whole call fails
         if self.calls == 2:
             raise ConnectionError("network blip")
         ok, failed = [], []
@@ -43,6 +47,15 @@ def test_partial_batch_failures_are_retried():
     unsent = send_all(sqs, "url", [message(i) for i in range(25)], sleep=lambda s: None)
     assert unsent == []
     assert sorted(sqs.sent) == list(range(25))
+
+
+def test_large_messages_go_in_smaller_batches():
+    """Shards with many granules make messages of tens of kB: ten of them exceed a batch's limit."""
+    messages = [message(i, granules=1000) for i in range(1, 24)]
+    assert 30_000 < len(messages[0].body()) < SQS_MAX_MESSAGE_BYTES // 2
+    sqs = FlakySQS()
+    assert send_all(sqs, "url", messages, sleep=lambda s: None) == []
+    assert sorted(sqs.sent) == list(range(1, 24))
 
 
 def test_messages_that_never_go_are_returned_not_dropped():
