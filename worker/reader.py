@@ -116,6 +116,14 @@ def _describe_chunks(meta: H5Metadata | None, table: ChunkTable | None, start: i
     )
 
 
+@dataclass
+class Decoded:
+    """A slice decoded here from its fetched chunks: what the reader uses of an h5coro H5Dataset."""
+
+    values: np.ndarray
+    meta: H5Metadata
+
+
 # =============================================================================================
 # One granule
 # =============================================================================================
@@ -164,7 +172,7 @@ class GranuleReader:
         meta = self.h5.metadataTable.get(path.lstrip("/"))
         return meta is not None and bool(meta.typeSize)
 
-    def _read(self, requests: list[tuple[str, int | None, int | None]]) -> dict[tuple[str, int | None, int | None], H5Dataset | None]:
+    def _read(self, requests: list[tuple[str, int | None, int | None]]) -> dict[tuple[str, int | None, int | None], Decoded | H5Dataset | None]:
         """Read ``(path, start, stop)`` slices (None, None: the whole dataset): fetch the chunks they
         need in one go, then decode each slice from those bytes."""
         ranges: list[tuple[int, int]] = []
@@ -190,19 +198,30 @@ class GranuleReader:
             unplanned = rest
         return out
 
-    def _decode(self, path: str, start: int | None, stop: int | None) -> H5Dataset | None:
-        """h5coro's decoding of one slice whose chunks are fetched. When the slice has no missing
-        chunk, h5coro's element-by-element prefill with the fill value is skipped: every element
-        is overwritten by chunk data anyway."""
+    def _decode(self, path: str, start: int | None, stop: int | None) -> Decoded | H5Dataset | None:
+        """One slice whose chunks are fetched, decoded as recorded chunks are (:mod:`worker.chunks`);
+        a dataset that cannot be decoded so goes through h5coro, without its element-by-element
+        prefill with the fill value when no chunk is missing (chunk data overwrites every element)."""
         table = self.tables[path]
         s, e = (0, table.length) if start is None else (start, stop)
+        meta = self.h5.metadataTable.get(path.lstrip("/"))
+        chunks = _describe_chunks(meta, table, s, e)
+        if chunks is not None:
+            try:
+                return Decoded(values_in_range(chunks, s, e, self._chunk_bytes), meta)
+            except ChunkDecodeError as exc:
+                raise GranuleReadError(FailureKind.CORRUPT, f"{self.granule.id}: {path}: a chunk {exc}") from None
         try:
             return H5Dataset(self.h5, path.lstrip("/"), [] if start is None else [[start, stop]], enableFill=not table.complete(s, e),
                              earlyExit=True, metaOnly=False, enableAttributes=False)
         except RuntimeError:  # what h5coro's own readDatasets turns into an empty result
             return None
 
-    def _require(self, dataset: H5Dataset | None, path: str) -> H5Dataset:
+    def _chunk_bytes(self, offset: int, size: int) -> memoryview:
+        """Fetched bytes at an absolute offset (from the planned ranges, or h5coro's cache lines)."""
+        return self.h5.ioRequest(offset - self.h5.baseAddress, size)
+
+    def _require(self, dataset: Decoded | H5Dataset | None, path: str) -> Decoded | H5Dataset:
         if dataset is None or dataset.values is None:
             raise GranuleReadError(FailureKind.CORRUPT, f"{self.granule.id}: cannot read {path}")
         return dataset
@@ -320,7 +339,7 @@ class GranuleReader:
             parts.append(self._keep(cells, values))
         return Points.concat(parts)
 
-    def _keep(self, cells: np.ndarray, values: dict[str, H5Dataset]) -> Points:
+    def _keep(self, cells: np.ndarray, values: dict[str, Decoded | H5Dataset]) -> Points:
         cfg = self.config
         h, sigma = values[cfg.value], values[cfg.sigma]
         quality = values[cfg.quality.dataset].values if cfg.quality else None
