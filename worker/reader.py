@@ -1,7 +1,7 @@
 """Read the points of one shard from one granule, fetching little more than the chunks that hold them.
 
-h5coro decodes everything (metadata, chunk index, inflate, shuffle, hyperslices), but the reader
-decides what is fetched, in rounds per granule:
+h5coro walks the metadata; the reader decides what is fetched, in rounds per granule, and
+decodes the chunks itself (:mod:`worker.chunks`):
 
 1. **Metadata.** h5coro walks to every dataset the read may need (``metaOnly``) through a cache
    of short lines (:data:`CACHE_LINE_SIZE`): metadata sits in small clusters spread through a
@@ -10,13 +10,16 @@ decides what is fetched, in rounds per granule:
    offset and compressed size.
 2. **Chunks.** For each round the reader lists the chunks the round needs, fetches exactly their
    byte ranges (ranges closer than :data:`MERGE_GAP` in one request, requests in parallel) and
-   only then lets h5coro decode the slices from those bytes: chunk data never goes through the
-   cache lines, so no line pulls in a neighbour's data.
+   only then decodes the slices from those bytes (h5coro does, for a dataset with another
+   encoding): chunk data never goes through the cache lines, so no line pulls in a neighbour's data.
 
 What the rounds are depends on the catalog:
 
-* With ``GranuleRef.segments`` (the offline catalog recorded, per beam, the index range that
-  holds the shard's points): one round, latitude, longitude and the value datasets over that range.
+* With ``GranuleRef.chunks`` (the offline catalog recorded, per beam and dataset, where the
+  chunks over the shard's index range are stored and how they are encoded): no metadata is read;
+  one round fetches those chunks (:func:`read_recorded_points`).
+* With ``GranuleRef.segments`` only (the index range per beam that holds the shard's points): the
+  metadata, then one round, latitude, longitude and the value datasets over that range.
 * Without: latitude is searched chunk by chunk (:class:`BandSearch`): both end chunks first, then
   the chunks the latitude trend points at, until every other chunk is proven unable to hold a
   latitude inside the shard's band. The proof rests on one assumption, true of a satellite's
@@ -85,6 +88,11 @@ class Points:
 
     def __len__(self) -> int:
         return self.cell.size
+
+
+def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
+    """Every dataset of a beam a shard reads: coordinates, then values."""
+    return (config.latitude, config.longitude, config.value, config.sigma) + ((config.quality.dataset,) if config.quality else ())
 
 
 def _fill_value(meta: H5Metadata, dtype: np.dtype) -> float | int | None:
@@ -354,11 +362,6 @@ def _kept(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> 
 # =============================================================================================
 # One granule whose chunks the catalog recorded: no HDF5 metadata is read
 # =============================================================================================
-def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
-    """Every dataset of a beam a shard reads: coordinates, then values."""
-    return (config.latitude, config.longitude, config.value, config.sigma) + ((config.quality.dataset,) if config.quality else ())
-
-
 def has_recorded_chunks(granule: GranuleRef, config: PipelineConfig) -> bool:
     """Whether the catalog recorded every dataset of every beam in the granule's segments."""
     if not granule.segments or not granule.chunks:
