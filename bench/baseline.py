@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 from h5coro import h5coro
 
 from shared.catalog import GranuleRef
 from shared.config import PipelineConfig
 from shared.results import FailureKind
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
-from worker.points import child_index, keep_mask, span
-from worker.reader import Points, ShardGeometry, _fill_value
+from worker.points import child_index, span
+from worker.reader import Points, ShardGeometry, _fill_value, kept_points
 
 H5CORO_DEFAULT_CACHE_LINE = 0x400000  # h5coro 1.0.7's default
 
@@ -66,9 +65,8 @@ def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfi
             raise GranuleReadError(FailureKind.CORRUPT, f"{granule.id}: cannot read the values of {beam}")
         h, sigma = got[cfg.value], got[cfg.sigma]
         quality = got[cfg.quality.dataset].values if cfg.quality else None
-        keep = (cells >= 0) & keep_mask(h.values, sigma.values, quality, cfg.quality.keep if cfg.quality else (),
-                                        _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype))
-        parts.append(Points(cells[keep], h.values[keep].astype(np.float64), sigma.values[keep].astype(np.float64)))
+        parts.append(kept_points(cells, h.values, sigma.values, quality, cfg,
+                                 _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype)))
     return Points.concat(parts)
 
 

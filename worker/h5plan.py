@@ -165,9 +165,13 @@ class ChunkTable:
         """Whether every chunk holding elements ``[start, stop)`` is stored."""
         return all(k in self._stored for k in range(start // self.chunk, (stop - 1) // self.chunk + 1))
 
+    def holding(self, start: int, stop: int) -> np.ndarray:
+        """Mask of the stored chunks holding elements ``[start, stop)``."""
+        return (self.first < stop) & (self.first + self.chunk > start)
+
     def ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
         """Byte ranges of the chunks holding elements ``[start, stop)``."""
-        pick = (self.first < stop) & (self.first + self.chunk > start)
+        pick = self.holding(start, stop)
         return list(zip(self.address[pick].tolist(), (self.address[pick] + self.size[pick]).tolist()))
 
     @property

@@ -115,7 +115,7 @@ def _describe_chunks(meta: H5Metadata | None, table: ChunkTable | None, start: i
     dtype = meta.getNumpyType()
     if dtype is None:
         return None
-    pick = (table.first < stop) & (table.first + table.chunk > start)
+    pick = table.holding(start, stop)
     return DatasetChunks(
         dtype=dtype.newbyteorder("<").str, chunk=table.chunk,
         shuffle=H5Metadata.SHUFFLE_FILTER in filters, deflate=H5Metadata.DEFLATE_FILTER in filters,
@@ -351,10 +351,11 @@ class GranuleReader:
         cfg = self.config
         h, sigma = values[cfg.value], values[cfg.sigma]
         quality = values[cfg.quality.dataset].values if cfg.quality else None
-        return _kept(cells, h.values, sigma.values, quality, cfg, _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype))
+        return kept_points(cells, h.values, sigma.values, quality, cfg, _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype))
 
 
-def _kept(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> Points:
+def kept_points(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> Points:
+    """The points of a beam slice that are in the shard (``cells >= 0``) and pass the filters."""
     keep = (cells >= 0) & keep_mask(h, sigma, quality, cfg.quality.keep if cfg.quality else (), h_fill, sigma_fill)
     return Points(cells[keep], h[keep].astype(np.float64), sigma[keep].astype(np.float64))
 
@@ -403,7 +404,7 @@ def read_recorded_points(granule: GranuleRef, shard: ShardGeometry, config: Pipe
                 ) from None
         cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid)
         quality = values[config.quality.dataset] if config.quality else None
-        parts.append(_kept(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
+        parts.append(kept_points(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
     return Points.concat(parts)
 
 
