@@ -8,9 +8,10 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.aws import load_stack
+from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import SubmitError, nasa_credentials, send_all
 from shared.credentials import CredentialsError, get_credentials, put_credentials
-from shared.messages import ShardMessage, peek_ids
+from shared.messages import ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
@@ -36,48 +37,21 @@ def refresh_credentials(ssm, runs: RunStatusStore, run_ids: set[str], credential
     return refreshed
 
 
-def runs_in_dlq(sqs, dlq_url: str) -> set[str]:
-    """Run ids of the messages in the DLQ (peeked: visibility set back at once)."""
-    found, seen = set(), set()
-    while True:
-        got = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=30, WaitTimeSeconds=0)
-        batch = [m for m in got.get("Messages", []) if m["MessageId"] not in seen]
-        if not batch:
-            break
-        for m in batch:
-            seen.add(m["MessageId"])
-            if (run := peek_ids(m["Body"])[0]) is not None:
-                found.add(run)
-            sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-    return found
+def reset_shards(runs: RunStatusStore, letters: list[DeadLetter]) -> int:
+    """FAILED shards of these messages -> PENDING (taken off the run's counters): whichever way a
+    message goes back to the queue, its shard record says the same. Returns the shards reset."""
+    return sum(runs.reset(d.run_id, d.shard_key) for d in letters if d.run_id is not None and d.shard_key is not None)
 
 
-def move_messages(sqs, runs: RunStatusStore, stack: StackOutputs, run_id: str | None) -> int:
-    """Receive from the DLQ, put the shard back to PENDING, send to the queue, then delete: never losing one.
+def move_messages(sqs, stack: StackOutputs, letters: list[DeadLetter]) -> int:
+    """Send each held message to the shard queue, then delete it from the DLQ: never losing one.
 
     A crash between send and delete leaves a duplicate, which the worker's conditional start absorbs.
     """
-    moved, skipped = 0, set()
-    while True:
-        got = sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0)
-        messages = [m for m in got.get("Messages", []) if m["MessageId"] not in skipped]
-        if not messages:
-            break
-        for m in messages:
-            body = m["Body"]
-            if run_id is not None and peek_ids(body)[0] != run_id:
-                skipped.add(m["MessageId"])
-                sqs.change_message_visibility(QueueUrl=stack.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-                continue
-            try:
-                message = ShardMessage.model_validate_json(body)
-                runs.reset(message.run_id, message.shard_key)
-            except ValueError:
-                pass  # an invalid body goes back as it is: the worker records it again
-            sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
-            sqs.delete_message(QueueUrl=stack.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])
-            moved += 1
-    return moved
+    for d in letters:
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=d.body)
+        sqs.delete_message(QueueUrl=stack.dead_letter_queue_url, ReceiptHandle=d.receipt_handle)
+    return len(letters)
 
 
 def start_move_task(stack: StackOutputs) -> bool:
@@ -91,19 +65,36 @@ def start_move_task(stack: StackOutputs) -> bool:
 
 
 def redrive(args) -> int:
+    """DLQ -> shard queue: every message of the selected runs (all runs by default); the others
+    are made visible again at once. Shards of moved messages go back to PENDING first."""
     stack = load_stack(args.stack)
     sqs, ssm = boto3.client("sqs"), boto3.client("ssm")
     runs = RunStatusStore(stack.run_table)
-    run_ids = {args.run_id} if args.run_id else runs_in_dlq(sqs, stack.dead_letter_queue_url)
-    for name in refresh_credentials(ssm, runs, run_ids, args.credentials_file, args.refresh_credentials):
-        print(f"refreshed credentials parameter {name}")
-    if args.run_id is None:
-        # FAILED shards of these runs start again when their message arrives (the worker's start accepts FAILED).
+    if args.run_id and runs.get_run(args.run_id) is None:
+        raise SubmitError(f"no run {args.run_id} in table {stack.run_table}")
+    letters = sweep(sqs, stack.dead_letter_queue_url)
+    selected = [d for d in letters if args.run_id is None or d.run_id == args.run_id]
+    release(sqs, stack.dead_letter_queue_url, [d for d in letters if args.run_id is not None and d.run_id != args.run_id])
+    try:
+        run_ids = {args.run_id} if args.run_id else {d.run_id for d in selected if d.run_id}
+        for name in refresh_credentials(ssm, runs, run_ids, args.credentials_file, args.refresh_credentials):
+            print(f"refreshed credentials parameter {name}")
+        reset = reset_shards(runs, selected)
+    except BaseException:
+        release(sqs, stack.dead_letter_queue_url, selected)
+        raise
+    if args.run_id is None and selected:
+        # The move task takes every message of the DLQ, which is what was selected.
+        release(sqs, stack.dead_letter_queue_url, selected)
         if start_move_task(stack):
-            print(f"started an SQS message move task from the dead-letter queue for runs {', '.join(sorted(run_ids)) or '(none)'}")
+            print(f"started an SQS message move task for {len(selected)} messages of runs {', '.join(sorted(run_ids))}; "
+                  f"{reset} shards back to PENDING")
             return 0
-    moved = move_messages(sqs, runs, stack, args.run_id)
-    print(f"moved {moved} messages from the dead-letter queue back to the shard queue")
+        selected = sweep(sqs, stack.dead_letter_queue_url)  # no move task here (the emulator): by hand
+        reset += reset_shards(runs, selected)
+    moved = move_messages(sqs, stack, selected)
+    print(f"moved {moved} messages from the dead-letter queue back to the shard queue; {reset} shards back to PENDING"
+          + (f"; {len(letters) - moved} messages of other runs left in it" if args.run_id else ""))
     return 0
 
 

@@ -7,16 +7,22 @@ import sys
 import time
 from datetime import datetime, timezone
 
+import boto3
+
 from producer.aws import load_stack
+from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, SubmitError
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 
+PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
 ORDER = (ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED)
 
 
-def run_report(runs: RunStatusStore, run_id: str) -> dict:
+def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter] = ()) -> dict:
+    """The run's counts and problems; ``dead_letters`` (the DLQ's messages) adds this run's, so a
+    shard whose failure could not be written to its record is still shown, with its reason."""
     run = runs.get_run(run_id)
     if run is None:
         raise SubmitError(f"no run {run_id} in table {runs.table}")
@@ -27,7 +33,10 @@ def run_report(runs: RunStatusStore, run_id: str) -> dict:
     seconds = sum(s.duration_s or 0 for s in shards)
     created = datetime.fromisoformat(run.created_at)
     finished = [s.finished_at for s in shards if s.finished_at]
-    done = counts[ShardStatus.PENDING] + counts[ShardStatus.RUNNING] == 0
+    dead = [d for d in dead_letters if d.run_id == run_id]
+    unfinished = {s.shard_key for s in shards if s.status in (ShardStatus.PENDING, ShardStatus.RUNNING)}
+    stuck = {d.shard_key for d in dead} & unfinished  # dead-lettered, but the record could not say so
+    done = not unfinished - stuck
     end = datetime.fromisoformat(max(finished)) if done and finished else datetime.now(timezone.utc)
     return {
         "run_id": run.run_id,
@@ -42,6 +51,7 @@ def run_report(runs: RunStatusStore, run_id: str) -> dict:
         "compute_seconds": round(seconds, 1),
         "estimated_cost_usd": round(seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + len(shards) * PRICE_PER_REQUEST, 4),
         "problems": [_problem(s) for s in shards if s.status in PROBLEMS],
+        "dead_lettered": [{"shard_key": d.shard_key, "reason": d.reason, "recorded": d.shard_key not in stuck} for d in dead],
     }
 
 
@@ -73,6 +83,12 @@ def format_report(report: dict) -> str:
     for p in report["problems"]:
         lines.append(f"  {p['status']} shard {p['shard_key']} (attempts {p['attempts']}): {p['error'] or ''}")
         lines += [f"      {g['granule']}: {g['kind']}: {g['reason']}" for g in p["granules_failed"]]
+    if report["dead_lettered"]:
+        lines.append(f"dead-letter queue: {len(report['dead_lettered'])} messages of this run "
+                     f"(python -m producer redrive --run-id {report['run_id']} after fixing the cause)")
+    for d in report["dead_lettered"]:
+        note = "" if d["recorded"] else " [not on its shard record: DynamoDB refused the write]"
+        lines.append(f"  DEAD-LETTERED shard {d['shard_key']}{note}: {d['reason'] or 'dead-lettered by the queue after its last receive'}")
     return "\n".join(lines)
 
 
@@ -86,6 +102,16 @@ def format_runs(records: list[RunRecord]) -> str:
     return "\n".join(lines)
 
 
+def _dead_letters(sqs, queue_url: str) -> list[DeadLetter]:
+    """The DLQ's messages (released at once), read only when it holds any."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    if not int(attributes.get("ApproximateNumberOfMessages", 0)):
+        return []
+    letters = sweep(sqs, queue_url, hold_seconds=PEEK_HOLD_SECONDS)
+    release(sqs, queue_url, letters)
+    return letters
+
+
 def status(args) -> int:
     stack = load_stack(args.stack)
     runs = RunStatusStore(stack.run_table)
@@ -93,8 +119,9 @@ def status(args) -> int:
         records = runs.recent_runs(args.limit)
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=1) if args.json else format_runs(records))
         return 0
+    sqs = boto3.client("sqs")
     while True:
-        report = run_report(runs, args.run_id)
+        report = run_report(runs, args.run_id, _dead_letters(sqs, stack.dead_letter_queue_url))
         if args.json:
             print(json.dumps(report, indent=1))
         elif args.watch and sys.stdout.isatty():
@@ -104,4 +131,4 @@ def status(args) -> int:
         if not args.watch or report["finished"]:
             break
         time.sleep(args.interval)
-    return 1 if report["counts"][str(ShardStatus.FAILED)] else 0
+    return 1 if report["counts"][str(ShardStatus.FAILED)] or report["dead_lettered"] else 0

@@ -196,13 +196,15 @@ def submit(args) -> int:
     to_send = []
     for key, message in messages.items():
         record = ShardRecord(run_id=run_id, shard_key=key, shard_index=message.shard_index, status=ShardStatus.PENDING,
-                             granules=len(shard_map.shards[key]), message=message.body())
+                             granules=len(shard_map.shards[key]), message=message.body(), message_digest=message.digest())
         if runs.add_shard(record):
             to_send.append(message)
         else:
             existing = runs.get_shard(run_id, key)
             if existing is not None and existing.status == ShardStatus.PENDING:
-                to_send.append(message)  # recorded by an earlier submit that may not have sent it
+                # recorded by an earlier submit that may not have sent it: send what was recorded,
+                # the only message the worker accepts for this shard
+                to_send.append(ShardMessage.model_validate_json(existing.message))
     unsent = send_all(sqs, stack.queue_url, to_send)
     sent = len(to_send) - len(unsent)
     print(f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded and not resent")

@@ -12,9 +12,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from shared.errors import ShardQueueError
+from shared.redaction import register
+
+
+# Credentials this close to their expiry count as expired: a shard must finish with them.
+EXPIRY_MARGIN_MINUTES = 2
+PARAMETER_REFUSED_CODES = {"AccessDeniedException", "AccessDenied", "ParameterVersionNotFound", "InvalidKeyId", "KMSAccessDeniedException"}
 
 
 class CredentialsError(ShardQueueError):
@@ -33,7 +41,11 @@ class S3Credentials(BaseModel):
     endpoint_url: str | None = Field(default=None, alias="endpointUrl")
     region: str | None = None
 
-    def expired(self, margin: timedelta = timedelta(minutes=2)) -> bool:
+    def model_post_init(self, context: Any) -> None:
+        # Every credential value that enters the process is known to the redaction point.
+        register(*(s.get_secret_value() for s in (self.access_key_id, self.secret_access_key, self.session_token) if s))
+
+    def expired(self, margin: timedelta = timedelta(minutes=EXPIRY_MARGIN_MINUTES)) -> bool:
         if self.expiration is None:
             return False
         expiration = self.expiration if self.expiration.tzinfo else self.expiration.replace(tzinfo=timezone.utc)
@@ -74,6 +86,7 @@ def obstore_s3_config(credentials: dict[str, str] | None = None) -> dict[str, An
             return None
         frozen = found.get_frozen_credentials()
         key, secret, token, region = frozen.access_key, frozen.secret_key, frozen.token, session.region_name
+        register(key, secret, token)
     config: dict[str, Any] = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_region": region or "us-west-2"}
     if token:
         config["aws_session_token"] = token
@@ -107,11 +120,25 @@ def put_credentials(ssm: Any, name: str, credentials: S3Credentials) -> None:
 
 
 def get_credentials(ssm: Any, name: str) -> S3Credentials:
+    """The credentials in parameter ``name``, read now."""
+    return read_parameter(SSMProvider(boto3_client=ssm), name, refresh=True)
+
+
+def read_parameter(provider: SSMProvider, name: str, max_age: int = 0, refresh: bool = False) -> S3Credentials:
+    """The credentials in parameter ``name`` through Powertools' parameters utility: cached for
+    ``max_age`` seconds, read again at once with ``refresh``. A missing or refused parameter is a
+    :class:`CredentialsError`; throttling and service errors are raised as botocore's ClientError
+    (worth retrying)."""
     try:
-        value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except ClientError as exc:
-        code = exc.response["Error"]["Code"]
+        value = provider.get(name, decrypt=True, max_age=max_age, force_fetch=refresh)
+    except GetParameterError as exc:
+        cause = exc.__context__
+        if not isinstance(cause, ClientError):
+            raise CredentialsError(f"cannot read credentials parameter {name}: {type(cause).__name__}") from None
+        code = cause.response["Error"]["Code"]
         if code == "ParameterNotFound":
             raise CredentialsError(f"credentials parameter {name} not found (expired and removed?): refresh the credentials and redrive") from None
-        raise CredentialsError(f"cannot read credentials parameter {name}: {code}") from None
-    return parse_credentials(value, f"parameter {name}")
+        if code in PARAMETER_REFUSED_CODES:
+            raise CredentialsError(f"cannot read credentials parameter {name}: {code}") from None
+        raise cause from None
+    return parse_credentials(str(value), f"parameter {name}")

@@ -5,6 +5,7 @@ It names the SSM parameter holding the read credentials, never the credentials t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Literal
 
@@ -13,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.catalog import UINT64_MAX, GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
+
+# Message attributes of a dead-lettered message: why, and whether its shard record says FAILED.
+FAILURE_REASON = "failure_reason"
+RECORDED = "shard_record_failed"
 
 
 class ShardMessage(BaseModel):
@@ -38,6 +43,11 @@ class ShardMessage(BaseModel):
 
     def body(self) -> str:
         return self.model_dump_json(exclude_none=True)
+
+    def digest(self) -> str:
+        """What the shard record keeps to recognise this message: a copy that differs in any
+        field (another shard's chunk index, another store) is not the shard's message."""
+        return hashlib.sha256(self.body().encode()).hexdigest()
 
 
 def peek_ids(body: str) -> tuple[str | None, int | None]:

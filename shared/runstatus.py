@@ -8,22 +8,38 @@ Per-run and per-status reads are Queries (on the table or its ``gsi1`` index), n
 from __future__ import annotations
 
 import json
+import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from enum import Enum
+from typing import Any, Callable, Iterator
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
+from shared.redaction import redact
 from shared.results import FINISHED, GranuleFailure, ShardResult, ShardStatus
 from shared.settings import TABLE_GSI, TABLE_GSI_PK, TABLE_GSI_SK, TABLE_PK, TABLE_SK, TABLE_TTL
 
 RUN_SK = "RUN"
 RUNS_INDEX_KEY = "RUNS"
 RECORD_TTL_DAYS = 90
+# Writes retried inside the invocation: ~6 s in all at worst, then the error is the caller's.
+WRITE_ATTEMPTS = 8
+WRITE_BACKOFF_BASE_S = 0.05
+WRITE_BACKOFF_CAP_S = 2.0
+RETRYABLE_CODES = {
+    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+    "InternalServerError", "ServiceUnavailable", "TransactionConflictException", "TransactionInProgressException",
+}
+RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+# Conditions for ending a shard: only the invocation holding it, or (for FAILED) nobody holds it.
+HELD = "#st = :running AND holder = :holder"
+HELD_OR_PENDING = f"({HELD}) OR #st = :pending"
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
 
@@ -45,6 +61,23 @@ def status_key(run_id: str, status: ShardStatus) -> str:
 
 def counter(status: ShardStatus) -> str:
     return f"count_{status}"
+
+
+def _held(holder: str) -> dict[str, str]:
+    return {":holder": holder, ":running": str(ShardStatus.RUNNING), ":pending": str(ShardStatus.PENDING)}
+
+
+class StartOutcome(str, Enum):
+    STARTED = "STARTED"  # this invocation holds the shard
+    FINISHED = "FINISHED"  # already finished: a redelivered message
+    DISAGREES = "DISAGREES"  # the message is not the one submitted for this shard
+    NO_RECORD = "NO_RECORD"  # no such shard in the run
+
+
+@dataclass(frozen=True)
+class Start:
+    outcome: StartOutcome
+    record: ShardRecord | None
 
 
 class RunRecord(BaseModel):
@@ -70,6 +103,8 @@ class ShardRecord(BaseModel):
     granules: int
     attempts: int = 0
     message: str = ""
+    message_digest: str = ""
+    holder: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     duration_s: float | None = None
@@ -86,6 +121,8 @@ def _item(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _to_decimal(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)  # every text of a record passes the redaction point
     if isinstance(value, float):
         return Decimal(repr(value))
     if isinstance(value, dict):
@@ -110,6 +147,14 @@ def _decimals(value: Any) -> Any:
     return value
 
 
+def _retryable(exc: ClientError) -> bool:
+    code = exc.response["Error"]["Code"]
+    if code == "TransactionCanceledException":
+        reasons = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
+        return bool(reasons & RETRYABLE_CANCELLATIONS) and "ConditionalCheckFailed" not in reasons
+    return code in RETRYABLE_CODES
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     code = exc.response["Error"]["Code"]
     if code == "ConditionalCheckFailedException":
@@ -121,9 +166,10 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 
 class RunStatusStore:
-    def __init__(self, table: str, client: Any = None):
+    def __init__(self, table: str, client: Any = None, sleep: Callable[[float], None] = time.sleep):
         self.table = table
         self.client = client or boto3.client("dynamodb")
+        self._sleep = sleep
 
     # -- runs ------------------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> RunRecord:
@@ -135,7 +181,8 @@ class RunStatusStore:
             "observations": 0, **{counter(s): 0 for s in FINISHED},
         }
         try:
-            self.client.put_item(TableName=self.table, Item=_item(item), ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
+            self._write(self.client.put_item, TableName=self.table, Item=_item(item),
+                        ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
             return run
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -175,7 +222,8 @@ class RunStatusStore:
             **record.model_dump(exclude={"granules_failed"}, exclude_none=True), "status": str(ShardStatus.PENDING),
         }
         try:
-            self.client.put_item(TableName=self.table, Item=_item(item), ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
+            self._write(self.client.put_item, TableName=self.table, Item=_item(item),
+                        ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
             return True
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -206,33 +254,45 @@ class RunStatusStore:
     def _key(self, run_id: str, shard_key: int) -> dict[str, Any]:
         return _item({TABLE_PK: run_pk(run_id), TABLE_SK: shard_sk(shard_key)})
 
-    def start(self, run_id: str, shard_key: int) -> tuple[bool, ShardRecord | None]:
-        """PENDING/RUNNING/FAILED -> RUNNING with the attempt counted; False (and the record) if it finished.
+    def start(self, run_id: str, shard_key: int, digest: str, holder: str) -> Start:
+        """PENDING/RUNNING/FAILED -> RUNNING, held by ``holder``, with the attempt counted.
+
+        Only a message equal to the one submitted for the shard (``digest``) may start it: the
+        shard record is the truth, and a message that disagrees with it (another shard's chunk
+        index, another store) is poison. The holder is the only invocation that may end the
+        shard (:meth:`finish`, :meth:`fail`, :meth:`retry_later`): a duplicate that starts the
+        shard again takes it over, so the one that finishes last counts it, once.
 
         FAILED may start again: that is a redriven message (its earlier failure is taken off the
         run's counters in the same transaction). SUCCEEDED, EMPTY and PARTIAL never run twice.
         """
         names = {"#st": "status", "#g": TABLE_GSI_PK}
-        values = {":running": str(ShardStatus.RUNNING), ":g": status_key(run_id, ShardStatus.RUNNING), ":now": now_iso(), ":one": 1}
-        update = "SET #st = :running, #g = :g, started_at = :now ADD attempts :one"
+        values = {":running": str(ShardStatus.RUNNING), ":g": status_key(run_id, ShardStatus.RUNNING), ":now": now_iso(),
+                  ":one": 1, ":holder": holder, ":digest": digest}
+        update = "SET #st = :running, #g = :g, started_at = :now, holder = :holder ADD attempts :one"
         try:
-            got = self.client.update_item(
+            got = self._write(
+                self.client.update_item,
                 TableName=self.table, Key=self._key(run_id, shard_key), UpdateExpression=update,
-                ConditionExpression="#st IN (:pending, :running)", ExpressionAttributeNames=names,
+                ConditionExpression="#st IN (:pending, :running) AND message_digest = :digest", ExpressionAttributeNames=names,
                 ExpressionAttributeValues=_item({**values, ":pending": str(ShardStatus.PENDING)}), ReturnValues="ALL_NEW",
             )
-            return True, ShardRecord.model_validate(_plain(got["Attributes"]))
+            return Start(StartOutcome.STARTED, ShardRecord.model_validate(_plain(got["Attributes"])))
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
         record = self.get_shard(run_id, shard_key)
-        if record is None or record.status != ShardStatus.FAILED:
-            return False, record
+        if record is None:
+            return Start(StartOutcome.NO_RECORD, None)
+        if record.message_digest != digest:
+            return Start(StartOutcome.DISAGREES, record)
+        if record.status != ShardStatus.FAILED:
+            return Start(StartOutcome.FINISHED, record)
         try:
-            self.client.transact_write_items(TransactItems=[
+            self._write(self.client.transact_write_items, TransactItems=[
                 {"Update": {
                     "TableName": self.table, "Key": self._key(run_id, shard_key), "UpdateExpression": update,
-                    "ConditionExpression": "#st = :failed", "ExpressionAttributeNames": names,
+                    "ConditionExpression": "#st = :failed AND message_digest = :digest", "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": _item({**values, ":failed": str(ShardStatus.FAILED)}),
                 }},
                 self._uncount(run_id, ShardStatus.FAILED, record.observations or 0),
@@ -240,8 +300,8 @@ class RunStatusStore:
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
-            return False, self.get_shard(run_id, shard_key)
-        return True, self.get_shard(run_id, shard_key)
+            return Start(StartOutcome.FINISHED, self.get_shard(run_id, shard_key))
+        return Start(StartOutcome.STARTED, self.get_shard(run_id, shard_key))
 
     def _uncount(self, run_id: str, status: ShardStatus, observations: int) -> dict[str, Any]:
         return {"Update": {
@@ -251,24 +311,26 @@ class RunStatusStore:
             "ExpressionAttributeValues": _item({":minus": -1, ":obs": -observations}),
         }}
 
-    def finish(self, run_id: str, result: ShardResult) -> bool:
-        """RUNNING -> final status, counted on the run item in the same transaction. False if already counted."""
+    def finish(self, run_id: str, result: ShardResult, holder: str) -> bool:
+        """RUNNING (held by ``holder``) -> final status, counted on the run item in the same
+        transaction. False if another invocation holds or already finished the shard."""
         return self._settle(run_id, result.shard_key, result.status, {
             "finished_at": now_iso(), "duration_s": round(result.duration_s, 3), "granules_read": result.granules_read,
             "granules_failed": [f.model_dump(mode="json") for f in result.granules_failed], "observations": result.observations,
             "cells_with_data": result.cells_with_data, "last_error": result.error,
-        }, from_statuses=(ShardStatus.RUNNING,), observations=result.observations)
+        }, holder, observations=result.observations)
 
-    def fail(self, run_id: str, shard_key: int, error: str) -> bool:
-        """PENDING/RUNNING -> FAILED with the reason (poison message, refused credentials, retries spent)."""
-        return self._settle(run_id, shard_key, ShardStatus.FAILED, {"finished_at": now_iso(), "last_error": error},
-                            from_statuses=(ShardStatus.PENDING, ShardStatus.RUNNING))
+    def fail(self, run_id: str, shard_key: int, error: str, holder: str) -> bool:
+        """-> FAILED with the reason (poison message, refused credentials, retries spent), from
+        RUNNING held by ``holder`` or from PENDING (held by nobody): a message that does not hold
+        the shard can never end an invocation that does."""
+        return self._settle(run_id, shard_key, ShardStatus.FAILED, {"finished_at": now_iso(), "last_error": error}, holder)
 
-    def _settle(self, run_id: str, shard_key: int, status: ShardStatus, fields: dict[str, Any], from_statuses: tuple[ShardStatus, ...], observations: int = 0) -> bool:
+    def _settle(self, run_id: str, shard_key: int, status: ShardStatus, fields: dict[str, Any], holder: str, observations: int = 0) -> bool:
         names = {"#st": "status", "#g": TABLE_GSI_PK}
         values: dict[str, Any] = {":status": str(status), ":g": status_key(run_id, status)}
         sets = ["#st = :status", "#g = :g"]
-        removes = []
+        removes = ["holder"]
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
             if value is None:
@@ -276,15 +338,13 @@ class RunStatusStore:
             else:
                 values[f":f{i}"] = value
                 sets.append(f"#f{i} = :f{i}")
-        allowed = [f":from{i}" for i in range(len(from_statuses))]
-        values.update({f":from{i}": str(s) for i, s in enumerate(from_statuses)})
-        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
         try:
-            self.client.transact_write_items(TransactItems=[
+            self._write(self.client.transact_write_items, TransactItems=[
                 {"Update": {
                     "TableName": self.table, "Key": self._key(run_id, shard_key), "UpdateExpression": update,
-                    "ConditionExpression": f"#st IN ({', '.join(allowed)})",
-                    "ExpressionAttributeNames": names, "ExpressionAttributeValues": _item(values),
+                    "ExpressionAttributeNames": names, "ExpressionAttributeValues": _item({**values, **_held(holder)}),
+                    "ConditionExpression": HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
                 }},
                 {"Update": {
                     "TableName": self.table, "Key": _item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}),
@@ -299,19 +359,34 @@ class RunStatusStore:
                 return False
             raise
 
-    def retry_later(self, run_id: str, shard_key: int, error: str) -> None:
-        """RUNNING -> PENDING with the reason: the message comes back after the visibility timeout."""
+    def retry_later(self, run_id: str, shard_key: int, error: str, holder: str) -> None:
+        """RUNNING (held) or PENDING -> PENDING with the reason: the message comes back after the visibility timeout."""
         try:
-            self.client.update_item(
+            self._write(
+                self.client.update_item,
                 TableName=self.table, Key=self._key(run_id, shard_key),
-                UpdateExpression="SET #st = :pending, #g = :g, last_error = :err",
-                ConditionExpression="#st = :running",
+                UpdateExpression="SET #st = :pending, #g = :g, last_error = :err REMOVE holder",
+                ConditionExpression=HELD_OR_PENDING,
                 ExpressionAttributeNames={"#st": "status", "#g": TABLE_GSI_PK},
-                ExpressionAttributeValues=_item({":pending": str(ShardStatus.PENDING), ":running": str(ShardStatus.RUNNING), ":g": status_key(run_id, ShardStatus.PENDING), ":err": error}),
+                ExpressionAttributeValues=_item({":pending": str(ShardStatus.PENDING), ":g": status_key(run_id, ShardStatus.PENDING),
+                                                 ":err": error, **_held(holder)}),
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    def _write(self, call: Callable[..., Any], **kwargs: Any) -> Any:
+        """One write, retried here with jittered exponential backoff while DynamoDB throttles or
+        cancels it for a conflicting transaction (botocore retries neither a TransactionConflict
+        nor a transaction cancelled for throttling). A condition that fails is not retried."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return call(**kwargs)
+            except ClientError as exc:
+                if attempt == WRITE_ATTEMPTS - 1 or not _retryable(exc):
+                    raise
+            self._sleep(random.uniform(0, min(WRITE_BACKOFF_CAP_S, WRITE_BACKOFF_BASE_S * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def reset(self, run_id: str, shard_key: int) -> bool:
         """FAILED/PARTIAL -> PENDING for a redrive or resubmit, taking the shard off the run's counters."""
@@ -319,7 +394,7 @@ class RunStatusStore:
         if record is None or record.status not in (ShardStatus.FAILED, ShardStatus.PARTIAL):
             return False
         try:
-            self.client.transact_write_items(TransactItems=[
+            self._write(self.client.transact_write_items, TransactItems=[
                 {"Update": {
                     "TableName": self.table, "Key": self._key(run_id, shard_key),
                     "UpdateExpression": "SET #st = :pending, #g = :g",

@@ -385,10 +385,11 @@ def test_always_failing_message_reaches_the_dlq_and_redrive_brings_it_back(world
     assert runs.get_run(run_id).counts[ShardStatus.FAILED] == 1
     assert counts(world.outputs) == {"": 0, "NotVisible": 0, "Delayed": 0}
     (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                  AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                                  MessageAttributeNames=["All"]).get("Messages", [])
     assert json.loads(dead["Body"])["shard_key"] == shard.shard_key
-    # Moved by the queue's redrive policy after maxReceiveCount receives (this peek is one more receive).
-    assert int(dead["Attributes"]["ApproximateReceiveCount"]) >= max_receive
+    # Dead-lettered by the worker on the queue's last receive, with its reason and the record's state.
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["failure_reason"] == failed.last_error and attributes["shard_record_failed"] == "yes"
     rc, report = status_json(run_id, capsys)
     assert rc == 1 and [(p["shard_key"], p["attempts"]) for p in report["problems"]] == [(shard.shard_key, max_receive)]
 

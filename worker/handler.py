@@ -5,13 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from shared.redaction import redact
 from worker.service import Outcome, Services, handle
 
-logger = Logger()
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Every log line, tracebacks included, passes the redaction point."""
+
+    def serialize(self, log: dict) -> str:
+        return redact(super().serialize(log))
+
+
+logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
 # With batch size 1 every failure fails the entire batch; report it as a batch item failure
 # instead of raising, so Lambda does not treat it as a function error.

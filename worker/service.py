@@ -9,21 +9,23 @@ Outcomes:
 
 from __future__ import annotations
 
-import time
+import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from aws_lambda_powertools.utilities.parameters import SSMProvider
 from pydantic import ValidationError
 
-from shared.credentials import CredentialsError, S3Credentials, get_credentials
-from shared.errors import StoreError
+from shared.credentials import EXPIRY_MARGIN_MINUTES, CredentialsError, S3Credentials, read_parameter
+from shared.errors import StoreError, StoreRefusedError
 from shared.grid import DEFAULT_GRID
-from shared.messages import GranuleList, ShardMessage, peek_ids
-from shared.results import FailureKind, ShardStatus
-from shared.runstatus import RunStatusStore
+from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
+from shared.redaction import redact
+from shared.results import FailureKind, ShardResult, ShardStatus
+from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
 from worker.granule_io import ReadContext, S3RangeReader, split_s3_url
 from worker.shard import DeadlineReached, process_shard
@@ -51,128 +53,188 @@ class Services:
     ssm: Any
     sqs: Any
     s3: Any
-    _credentials: dict[str, tuple[float, S3Credentials]] = field(default_factory=dict)
+    parameters: SSMProvider = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = SSMProvider(boto3_client=self.ssm)
 
     @classmethod
     def from_env(cls) -> "Services":
         settings = WorkerSettings.from_env()
         return cls(settings, RunStatusStore(settings.run_table), boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3"))
 
-    def credentials(self, name: str) -> S3Credentials:
-        """From SSM, cached briefly; expiry is checked on every use (SSM's own policy acts late)."""
+    def credentials(self, name: str, refresh: bool = False) -> S3Credentials:
+        """From SSM, cached for a warm container; ``refresh`` reads the parameter again at once.
+
+        Expiry is checked on every use (SSM's own policy acts late); expired cached credentials
+        are read again once, since the operator may have refreshed the parameter meanwhile.
+        """
         if not self.settings.allows_parameter(name):
             raise PoisonMessage(f"credentials parameter {name} is outside this stack's prefix {self.settings.parameter_prefix}")
-        cached = self._credentials.get(name)
-        if cached is None or time.monotonic() - cached[0] > CREDENTIALS_CACHE_SECONDS:
-            cached = (time.monotonic(), get_credentials(self.ssm, name))
-            self._credentials[name] = cached
-        if cached[1].expired():
-            self._credentials.pop(name, None)
-            raise CredentialsError(f"S3 credentials in {name} have expired: refresh them (python -m producer redrive --refresh-credentials)")
-        return cached[1]
+        credentials = read_parameter(self.parameters, name, CREDENTIALS_CACHE_SECONDS, refresh)
+        if credentials.expired() and not refresh:
+            credentials = read_parameter(self.parameters, name, CREDENTIALS_CACHE_SECONDS, refresh=True)
+        if credentials.expired():
+            raise CredentialsError(
+                f"S3 credentials in {name} have expired (or expire within {EXPIRY_MARGIN_MINUTES} minutes): "
+                "refresh them (python -m producer redrive --refresh-credentials)"
+            )
+        return credentials
 
 
 def dead_letter(services: Services, body: str, reason: str, attributes: dict[str, str]) -> Outcome:
+    """Send ``body`` to the DLQ with its reason (and whether the shard record says FAILED)."""
     services.sqs.send_message(
         QueueUrl=services.settings.dead_letter_queue_url,
         MessageBody=body,
-        MessageAttributes={"failure_reason": {"DataType": "String", "StringValue": reason[:1000]}, **{
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
-        }},
+        MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in {
+            FAILURE_REASON: redact(reason)[:1000], **attributes}.items()},
     )
     return Outcome.DEAD_LETTERED
 
 
+class Invocation:
+    """One message's handling: it holds the shard from a successful start until it ends it."""
+
+    def __init__(self, body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any):
+        self.body, self.receive_count, self.services, self.time_left, self.log = body, receive_count, services, time_left, log
+        self.holder = uuid.uuid4().hex  # only this invocation may end the shard once it holds it
+        self.run_id, self.shard_key = peek_ids(body)
+
+    def give_up(self, reason: str) -> Outcome:
+        """Record FAILED (retried inside the invocation) and dead-letter the message with the reason.
+
+        The record is written only where this invocation holds the shard or nobody does; if
+        DynamoDB still refuses, the DLQ message says so (``status`` lists it)."""
+        self.log.error(reason)
+        recorded = "no"
+        if self.run_id is not None and self.shard_key is not None:
+            try:
+                recorded = "yes" if self.services.runs.fail(self.run_id, self.shard_key, reason, self.holder) else "no"
+            except (ClientError, BotoCoreError) as exc:
+                self.log.error("cannot record the failure on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"})
+        ids = {"run_id": self.run_id or "", "shard_key": "" if self.shard_key is None else str(self.shard_key)}
+        return dead_letter(self.services, self.body, reason, {**ids, RECORDED: recorded})
+
+    def retry(self, reason: str) -> Outcome:
+        """Leave the message for redelivery; on the queue's last receive, give up instead."""
+        if self.receive_count >= self.services.settings.max_receive_count:
+            return self.give_up(f"gave up after {self.receive_count} attempts: {reason}")
+        self.log.warning("will retry", extra={"reason": reason})
+        try:
+            self.services.runs.retry_later(self.run_id, self.shard_key, f"attempt {self.receive_count}: {reason}", self.holder)
+        except (ClientError, BotoCoreError) as exc:  # the message comes back anyway; the next receive records
+            self.log.error("cannot record the retry on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return Outcome.RETRY
+
+
 def handle(body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any) -> Outcome:
     """Process one shard message. Never raises for the shard's own problems: they are recorded."""
+    invocation = Invocation(body, receive_count, services, time_left, log)
     try:
         message = ShardMessage.model_validate_json(body)
     except ValidationError as exc:
-        run_id, shard_key = peek_ids(body)
-        reason = f"invalid shard message: {exc.error_count()} error(s), first: {'.'.join(map(str, exc.errors()[0]['loc']))}: {exc.errors()[0]['msg']}"
-        log.error(reason, extra={"run_id": run_id, "shard_key": shard_key})
-        if run_id and shard_key is not None:
-            services.runs.fail(run_id, shard_key, reason)
-        return dead_letter(services, body, reason, {})
+        first = exc.errors()[0]
+        return invocation.give_up(
+            f"invalid shard message: {exc.error_count()} error(s), first: {'.'.join(map(str, first['loc']))}: {first['msg']}")
 
     log.append_keys(run_id=message.run_id, shard_key=str(message.shard_key))
     try:
-        return _handle_valid(message, body, receive_count, services, time_left, log)
+        return _handle_valid(message, invocation)
     except (ClientError, BotoCoreError) as exc:  # the run table or the queue itself: worth retrying
-        return _retry(message, receive_count, services, f"AWS error: {type(exc).__name__}: {exc}", log)
+        return invocation.retry(f"AWS error: {type(exc).__name__}: {exc}")
     except Exception as exc:  # a bug must still leave a trace on the shard record
         log.exception("unexpected error")
-        return _retry(message, receive_count, services, f"unexpected {type(exc).__name__}: {exc}", log)
+        return invocation.retry(f"unexpected {type(exc).__name__}: {exc}")
     finally:
         log.remove_keys(["run_id", "shard_key"])
 
 
-def _handle_valid(message: ShardMessage, body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any) -> Outcome:
+def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
+    services, log = invocation.services, invocation.log
     runs, settings = services.runs, services.settings
 
-    def poison(reason: str) -> Outcome:
-        log.error(reason)
-        runs.fail(message.run_id, message.shard_key, reason)
-        return dead_letter(services, body, reason, {"run_id": message.run_id})
-
     if message.grid != DEFAULT_GRID:
-        return poison(f"grid {message.grid.model_dump()} differs from the worker's grid {DEFAULT_GRID.model_dump()}")
+        return invocation.give_up(f"grid {message.grid.model_dump()} differs from the worker's grid {DEFAULT_GRID.model_dump()}")
     if not settings.allows_store(message.store):
-        return poison(f"refusing to write {message.store}: this stack writes only under {settings.output_root}")
+        return invocation.give_up(f"refusing to write {message.store}: this stack writes only under {settings.output_root}")
 
-    started, record = runs.start(message.run_id, message.shard_key)
-    if not started:
-        if record is None:
-            return poison("no shard record for this run and shard: submit it with python -m producer")
-        log.info("shard already finished; redelivered message ignored", extra={"status": record.status})
+    start = runs.start(message.run_id, message.shard_key, message.digest(), invocation.holder)
+    if start.outcome is StartOutcome.NO_RECORD:
+        return invocation.give_up("no shard record for this run and shard: submit it with python -m producer")
+    if start.outcome is StartOutcome.DISAGREES:
+        return invocation.give_up(f"this message is not the one submitted for shard {message.shard_key}: {_disagreement(message, start.record)}")
+    if start.outcome is StartOutcome.FINISHED:
+        log.info("shard already finished; redelivered message ignored", extra={"status": start.record.status})
         return Outcome.DONE
 
     try:
-        read_credentials = services.credentials(message.credentials_parameter)
-        output_credentials = services.credentials(message.output_credentials_parameter) if message.output_credentials_parameter else None
         granules = message.granules if message.granules is not None else _granule_list(services, message.granules_url)
+        result = _process(message, granules, invocation)
     except (PoisonMessage, CredentialsError) as exc:
-        return poison(str(exc))
-    except (ClientError, BotoCoreError) as exc:
-        return _retry(message, receive_count, services, f"cannot load the granule list: {exc}", log)
-
-    context = ReadContext(s3=S3RangeReader(read_credentials.for_client()))
-    margin = settings.deadline_margin_seconds
-    out_creds = output_credentials.for_client() if output_credentials else None
-    try:
-        result = process_shard(
-            message.shard_key, granules, message.config, message.grid,
-            lambda stats: write_shard(message.store, message.shard_index, stats, out_creds),
-            context, should_stop=lambda: time_left() < margin,
-        )
+        return invocation.give_up(str(exc))
+    except StoreRefusedError as exc:
+        return invocation.give_up(str(exc))
     except DeadlineReached as exc:
-        return _retry(message, receive_count, services, str(exc), log)
+        return invocation.retry(str(exc))
     except StoreError as exc:
-        return _retry(message, receive_count, services, f"store write failed: {exc}", log)
+        return invocation.retry(f"store write failed: {exc}")
 
     kinds = {f.kind for f in result.granules_failed}
     if FailureKind.DENIED in kinds:
-        return poison(f"S3 credentials were refused reading {sum(f.kind == FailureKind.DENIED for f in result.granules_failed)} granule(s): refresh them and redrive")
+        denied = sum(f.kind == FailureKind.DENIED for f in result.granules_failed)
+        return invocation.give_up(f"S3 credentials were refused reading {denied} granule(s): refresh them and redrive")
     if FailureKind.TRANSIENT in kinds:
         first = next(f for f in result.granules_failed if f.kind == FailureKind.TRANSIENT)
-        return _retry(message, receive_count, services, f"transient read errors, first: {first.reason}", log)
-    counted = runs.finish(message.run_id, result)
+        return invocation.retry(f"transient read errors, first: {first.reason}")
+    counted = runs.finish(message.run_id, result, invocation.holder)
     log.info("shard finished", extra={"status": result.status, "observations": result.observations, "counted": counted,
                                       "granules_failed": len(result.granules_failed), "duration_s": round(result.duration_s, 3)})
     if result.status == ShardStatus.FAILED:
-        return dead_letter(services, body, result.error or "no granule could be read", {"run_id": message.run_id})
+        return dead_letter(services, invocation.body, result.error or "no granule could be read",
+                           {"run_id": message.run_id, "shard_key": str(message.shard_key), RECORDED: "yes" if counted else "no"})
     return Outcome.DONE
 
 
-def _retry(message: ShardMessage, receive_count: int, services: Services, reason: str, log: Any) -> Outcome:
-    """Leave the message for redelivery; on the queue's last receive, record FAILED (the queue dead-letters it)."""
-    if receive_count >= services.settings.max_receive_count:
-        services.runs.fail(message.run_id, message.shard_key, f"gave up after {receive_count} attempts: {reason}")
-        log.error("giving up", extra={"reason": reason})
-    else:
-        services.runs.retry_later(message.run_id, message.shard_key, f"attempt {receive_count}: {reason}")
-        log.warning("will retry", extra={"reason": reason})
-    return Outcome.RETRY
+def _process(message: ShardMessage, granules: list, invocation: Invocation) -> ShardResult:
+    """Read, aggregate and write the shard. Credentials the stores refuse are read from SSM once
+    more before deciding: the operator may have refreshed them while this container cached the old ones."""
+    services = invocation.services
+    margin = services.settings.deadline_margin_seconds
+    output = message.output_credentials_parameter
+
+    def attempt(refresh: bool) -> ShardResult:
+        read = services.credentials(message.credentials_parameter, refresh)
+        out = services.credentials(output, refresh).for_client() if output else None
+        return process_shard(
+            message.shard_key, granules, message.config, message.grid,
+            lambda stats: write_shard(message.store, message.shard_index, stats, out),
+            ReadContext(s3=S3RangeReader(read.for_client())), should_stop=lambda: invocation.time_left() < margin,
+        )
+
+    try:
+        result = attempt(refresh=False)
+        if not any(f.kind == FailureKind.DENIED for f in result.granules_failed):
+            return result
+    except StoreRefusedError:
+        if not output:
+            raise
+    invocation.log.warning("credentials refused: reading the parameter again before deciding")
+    return attempt(refresh=True)
+
+
+def _disagreement(message: ShardMessage, record: ShardRecord | None) -> str:
+    """Which fields of ``message`` differ from the message recorded for the shard."""
+    if record is None:
+        return "no shard record"
+    if message.shard_index != record.shard_index:
+        return f"its shard_index is {message.shard_index}, the shard record's is {record.shard_index}"
+    try:
+        submitted = ShardMessage.model_validate_json(record.message).model_dump()
+    except ValidationError:
+        return "it differs from the submitted message"
+    fields = [k for k, v in message.model_dump().items() if submitted.get(k) != v]
+    return f"it differs from the submitted message in {', '.join(fields) or 'its encoding'}"
 
 
 def _granule_list(services: Services, url: str | None) -> list:

@@ -18,9 +18,11 @@ from zarr.storage import LocalStore, ObjectStore
 
 from shared.config import PipelineConfig
 from shared.credentials import obstore_s3_config
-from shared.errors import StoreError
+from shared.errors import StoreError, StoreRefusedError
 from shared.grid import GridSignature, child_cell_ids
 from shared.reducers import REDUCERS
+from shared.results import FailureKind
+from worker.granule_io import classify_error, error_code
 
 DIMENSION = "cells"
 
@@ -116,3 +118,13 @@ def write_shard(url: str, shard_index: int, stats: dict[str, np.ndarray], creden
         raise StoreError(f"store {url} does not exist: create its template first") from None
     except OSError as exc:
         raise StoreError(f"cannot write store {url}: {exc.strerror or exc}") from None
+    except Exception as exc:  # obstore's errors quote the S3 error body, which can name the keys
+        raise _store_error(url, exc) from None
+
+
+def _store_error(url: str, exc: Exception) -> StoreError:
+    """A store error that names the S3 error code and nothing else of the response."""
+    code = error_code(str(exc))
+    if classify_error(code, exc) == FailureKind.DENIED:
+        return StoreRefusedError(f"the output store refused the credentials writing {url} ({code or type(exc).__name__})")
+    return StoreError(f"cannot write store {url}: {code or type(exc).__name__}")
