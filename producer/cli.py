@@ -43,8 +43,8 @@ def run_catalog(args: argparse.Namespace) -> int:
 
         shard_map = build_from_granules(args.granules, load_config(args.config))
         shard_map.save(args.output)
-        for bad in shard_map.metadata.model_extra.get("unreadable_granules", []):
-            print(f"warning: skipped {bad['reason']}", file=sys.stderr)
+        for bad in shard_map.unreadable:
+            print(f"warning: skipped {bad.location}: {bad.reason}", file=sys.stderr)
         totals = shard_map.metadata.totals
         print(f"{totals.shards} shards, {totals.granules} granules, {totals.granule_shard_pairs} granule-shard pairs -> {args.output}")
         return 0

@@ -5,13 +5,17 @@ JSON layout::
     {"metadata": {...provenance...},
      "grid_signature": {"type": "healpix", "indexing": "nested", "parent_order": 6, "child_order": 12, ...},
      "shard_keys": [sorted morton words, plain JSON integers],
-     "shards": {"<shard key>": [{"id": ..., "s3": ..., "https": ..., "path": ..., "segments": {...}}]}}
+     "shards": {"<shard key>": [{"id": ..., "s3": ..., "https": ..., "path": ..., "segments": {...}}]},
+     "unreadable": [{"id": ..., "location": ..., "reason": ...}]}
 
 ``segments`` (optional) gives, per beam, the index range ``[start, stop)`` that holds the
 shard's points; a catalog built by reading the granules records it so a worker can skip
 reading the rest of each beam. With it, ``chunks`` (optional) gives, per beam and dataset, where
 the chunks holding that range are stored in the file and how they are encoded, so a worker
 fetches them without reading any HDF5 metadata. A catalog built from footprints (CMR) has neither.
+
+``unreadable`` (optional; absent in older catalogs) lists the granules the builder found but
+could not use, with the reason, so a catalog with gaps never passes for a complete one.
 """
 
 from __future__ import annotations
@@ -91,6 +95,16 @@ class GranuleRef(BaseModel):
         return self.s3 or self.path or self.https  # type: ignore[return-value]
 
 
+class UnreadableGranule(BaseModel):
+    """A granule the catalog builder skipped, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    location: str
+    reason: str
+
+
 class CatalogTotals(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -121,6 +135,7 @@ class ShardMap(BaseModel):
     grid_signature: GridSignature
     shard_keys: list[int]
     shards: dict[int, list[GranuleRef]]
+    unreadable: list[UnreadableGranule] = []
 
     @field_validator("shard_keys")
     @classmethod
@@ -144,7 +159,13 @@ class ShardMap(BaseModel):
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def build(cls, shards: dict[int, list[GranuleRef]], metadata: dict[str, Any], grid: GridSignature = DEFAULT_GRID) -> "ShardMap":
+    def build(
+        cls,
+        shards: dict[int, list[GranuleRef]],
+        metadata: dict[str, Any],
+        grid: GridSignature = DEFAULT_GRID,
+        unreadable: list[UnreadableGranule] = (),
+    ) -> "ShardMap":
         """The one writer of shard maps: sorts, drops empty shards, fills in the totals."""
         shards = {int(k): sorted(v, key=lambda g: g.id) for k, v in shards.items() if v}
         keys = sorted(shards)
@@ -153,7 +174,8 @@ class ShardMap(BaseModel):
             granules=len({g.id for v in shards.values() for g in v}),
             granule_shard_pairs=sum(len(v) for v in shards.values()),
         )
-        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys, shards={k: shards[k] for k in keys})
+        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys,
+                   shards={k: shards[k] for k in keys}, unreadable=sorted(unreadable, key=lambda u: u.location))
 
     # -- queries ------------------------------------------------------------------------------
     def shard_index(self, shard_key: int) -> int:
