@@ -114,3 +114,48 @@ def test_old_catalogs_without_the_unreadable_list_still_load(data_dir, tmp_path)
     doc["metadata"]["unreadable_granules"] = [{"granule": "x.h5", "reason": "old form"}]
     output.write_text(json.dumps(doc))
     assert load_catalog(output).unreadable == []
+
+
+def test_entries_that_are_not_native_granules_are_named(data_dir, tmp_path):
+    """Not HDF5, HDF5 of another layout (the flat per-beam files), not .h5, a subfolder: each warned about."""
+    flat = data_dir / "atl06-flat-antarctic" / "ATL06_20190101001723_00540210_209_01_gt1l.h5"
+    folder = link_granules([data_dir / "atl06" / GREENLAND, flat], tmp_path / "g")
+    (folder / "junk.h5").write_bytes(b"this is not HDF5" * 100)
+    (folder / "notes.txt").write_text("hello")
+    (folder / "cycle_03").mkdir()
+    output = tmp_path / "catalog.json"
+    result = build_catalog(folder, output)
+    assert result.returncode == 0, result.stderr
+    reasons = {line.split(": ", 2)[1].rsplit("/", 1)[-1]: line for line in warnings_of(result.stderr)}
+    assert set(reasons) == {flat.name, "junk.h5", "notes.txt", "cycle_03"}, result.stderr
+    assert "not a native ATL06 granule" in reasons[flat.name]
+    assert "not a readable HDF5 file" in reasons["junk.h5"]
+    assert "not a .h5 file" in reasons["notes.txt"]
+    assert "a folder" in reasons["cycle_03"]
+    catalog = load_catalog(output)
+    assert {u.id for u in catalog.unreadable} == set(reasons)
+    assert {g for ids in shards_of(output).values() for g in ids} == {GREENLAND}
+
+
+def test_no_usable_granule_is_an_error(data_dir, tmp_path):
+    flat = sorted((data_dir / "atl06-flat-antarctic").glob("*.h5"))
+    folder = link_granules(flat, tmp_path / "g")
+    output = tmp_path / "catalog.json"
+    result = build_catalog(folder, output)
+    assert result.returncode != 0
+    assert len(warnings_of(result.stderr)) == len(flat)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no granule in") and f"{len(flat)} skipped" in last, last
+    assert not output.exists()
+
+
+def test_a_granule_without_valid_points_is_counted_not_warned(data_dir, tmp_path):
+    folder = link_granules([data_dir / "atl06" / GREENLAND], tmp_path / "g")
+    nowhere = folder / ANTARCTIC
+    assemble_native([data_dir / "atl06-flat-antarctic" / "ATL06_20190101001723_00540210_209_01_gt1l.h5"], nowhere)
+    with_fill_longitudes(nowhere, nowhere, "gt1l", slice(None))
+    result = build_catalog(folder, tmp_path / "catalog.json")
+    assert result.returncode == 0, result.stderr
+    assert warnings_of(result.stderr) == []
+    assert "1 of 2 granules scanned have no valid point in any shard" in result.stderr
+    assert {g for ids in shards_of(tmp_path / "catalog.json").values() for g in ids} == {GREENLAND}
