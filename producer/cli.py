@@ -38,13 +38,14 @@ def run_catalog(args: argparse.Namespace) -> int:
     if not args.output and not args.dry_run:
         raise ShardQueueError("--output is required (or --dry-run)")
     if args.granules:
-        from producer.granule_catalog import build_from_granules
+        from producer.granule_catalog import build_from_granules, build_report, require_usable
         from shared.config import load_config
 
         shard_map = build_from_granules(args.granules, load_config(args.config))
+        for line in build_report(shard_map):
+            print(line, file=sys.stderr)
+        require_usable(shard_map, args.granules)
         shard_map.save(args.output)
-        for bad in shard_map.metadata.model_extra.get("unreadable_granules", []):
-            print(f"warning: skipped {bad['reason']}", file=sys.stderr)
         totals = shard_map.metadata.totals
         print(f"{totals.shards} shards, {totals.granules} granules, {totals.granule_shard_pairs} granule-shard pairs -> {args.output}")
         return 0

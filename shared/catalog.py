@@ -5,24 +5,29 @@ JSON layout::
     {"metadata": {...provenance...},
      "grid_signature": {"type": "healpix", "indexing": "nested", "parent_order": 6, "child_order": 12, ...},
      "shard_keys": [sorted morton words, plain JSON integers],
-     "shards": {"<shard key>": [{"id": ..., "s3": ..., "https": ..., "path": ..., "segments": {...}}]}}
+     "shards": {"<shard key>": [{"id": ..., "s3": ..., "https": ..., "path": ..., "segments": {...}}]},
+     "unreadable": [{"id": ..., "location": ..., "reason": ...}]}
 
 ``segments`` (optional) gives, per beam, the index range ``[start, stop)`` that holds the
 shard's points; a catalog built by reading the granules records it so a worker can skip
 reading the rest of each beam. With it, ``chunks`` (optional) gives, per beam and dataset, where
 the chunks holding that range are stored in the file and how they are encoded, so a worker
 fetches them without reading any HDF5 metadata. A catalog built from footprints (CMR) has neither.
+
+``unreadable`` (optional; absent in older catalogs) lists the granules the builder found but
+could not use, with the reason, so a catalog with gaps never passes for a complete one.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from shared.errors import CatalogError
 from shared.grid import DEFAULT_GRID, GridSignature, shard_order
@@ -91,6 +96,35 @@ class GranuleRef(BaseModel):
         return self.s3 or self.path or self.https  # type: ignore[return-value]
 
 
+def same_location(a: GranuleRef, b: GranuleRef) -> bool:
+    """Whether two entries may name the same file: every location that both give is equal."""
+    return all(x is None or y is None or x == y for x, y in ((a.s3, b.s3), (a.https, b.https), (a.path, b.path)))
+
+
+def unique_granules(granules: list[GranuleRef]) -> tuple[list[GranuleRef], list[tuple[GranuleRef, GranuleRef]]]:
+    """Each granule id once, at its first entry (a granule listed twice would be read and counted
+    twice); and every later entry, paired with the first entry of its id."""
+    first: dict[str, GranuleRef] = {}
+    kept, repeats = [], []
+    for granule in granules:
+        if granule.id in first:
+            repeats.append((first[granule.id], granule))
+        else:
+            first[granule.id] = granule
+            kept.append(granule)
+    return kept, repeats
+
+
+class UnreadableGranule(BaseModel):
+    """A granule the catalog builder skipped, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    location: str
+    reason: str
+
+
 class CatalogTotals(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -121,6 +155,8 @@ class ShardMap(BaseModel):
     grid_signature: GridSignature
     shard_keys: list[int]
     shards: dict[int, list[GranuleRef]]
+    unreadable: list[UnreadableGranule] = []
+    _repeated: list[str] = PrivateAttr(default_factory=list)  # what validation de-duplicated, for warnings
 
     @field_validator("shard_keys")
     @classmethod
@@ -142,9 +178,37 @@ class ShardMap(BaseModel):
                 raise ValueError(f"shard key {key} is at order {order}, not the parent order {self.grid_signature.parent_order}")
         return self
 
+    @model_validator(mode="after")
+    def _each_granule_once(self) -> "ShardMap":
+        """A hand-merged catalog may list a granule twice in a shard: keep it once. Entries of one
+        id at different locations are refused: which copy the merge meant cannot be known, and
+        reading either one silently could read a stale or missing file."""
+        repeated = []
+        for key, granules in self.shards.items():
+            kept, repeats = unique_granules(granules)
+            for first, again in repeats:
+                if not same_location(first, again):
+                    raise ValueError(f"shard {key} lists granule {first.id} at two locations "
+                                     f"({first.location} and {again.location}): keep one")
+                repeated.append(f"shard {key} lists granule {first.id} more than once; it is read and counted once")
+            self.shards[key] = kept
+        self._repeated = repeated
+        return self
+
+    @property
+    def repeated(self) -> list[str]:
+        """One line per repeated granule entry that validation dropped."""
+        return list(self._repeated)
+
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def build(cls, shards: dict[int, list[GranuleRef]], metadata: dict[str, Any], grid: GridSignature = DEFAULT_GRID) -> "ShardMap":
+    def build(
+        cls,
+        shards: dict[int, list[GranuleRef]],
+        metadata: dict[str, Any],
+        grid: GridSignature = DEFAULT_GRID,
+        unreadable: list[UnreadableGranule] = (),
+    ) -> "ShardMap":
         """The one writer of shard maps: sorts, drops empty shards, fills in the totals."""
         shards = {int(k): sorted(v, key=lambda g: g.id) for k, v in shards.items() if v}
         keys = sorted(shards)
@@ -153,7 +217,8 @@ class ShardMap(BaseModel):
             granules=len({g.id for v in shards.values() for g in v}),
             granule_shard_pairs=sum(len(v) for v in shards.values()),
         )
-        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys, shards={k: shards[k] for k in keys})
+        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys,
+                   shards={k: shards[k] for k in keys}, unreadable=sorted(unreadable, key=lambda u: u.location))
 
     # -- queries ------------------------------------------------------------------------------
     def shard_index(self, shard_key: int) -> int:
@@ -182,8 +247,15 @@ class ShardMap(BaseModel):
         Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), separators=(",", ":")) + "\n")
 
 
-def load_catalog(path: str | Path, grid: GridSignature | None = DEFAULT_GRID) -> ShardMap:
-    """Read and validate a shard map; refuse one built for another grid."""
+def warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def load_catalog(
+    path: str | Path, grid: GridSignature | None = DEFAULT_GRID, warn: Callable[[str], None] = warn_on_stderr
+) -> ShardMap:
+    """Read and validate a shard map; refuse one built for another grid. What validation had to
+    correct (a granule listed twice in a shard) goes to ``warn``, one line each."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -196,4 +268,6 @@ def load_catalog(path: str | Path, grid: GridSignature | None = DEFAULT_GRID) ->
         raise CatalogError(f"invalid catalog {path}: {where}: {first['msg']} ({exc.error_count()} error(s))") from None
     if grid is not None:
         shard_map.require_grid(grid)
+    for note in shard_map.repeated:
+        warn(f"catalog {path}: {note}")
     return shard_map

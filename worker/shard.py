@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from shared.catalog import GranuleRef
+from shared.catalog import GranuleRef, unique_granules
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
@@ -68,10 +68,11 @@ def process_shard(
     A granule that fails makes the shard PARTIAL (or FAILED when none could be read);
     the failures travel in the result with their reasons. ``should_stop`` is asked before each
     granule and before writing; when it says so, :class:`DeadlineReached` is raised and nothing
-    has been written.
+    has been written. A granule id listed more than once is read once.
     """
     started = time.perf_counter()
     context = context or ReadContext()
+    granules, _ = unique_granules(granules)  # every path (catalog, message, S3 list) ends here: never count one twice
     parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
     points = Points.concat(parts)
     status = ShardResult.status_for(len(parts), failures, len(points))
