@@ -89,7 +89,7 @@ def main() -> int:
 def run_demo(state, started: float) -> int:
     import xarray as xr
 
-    from producer.aws import load_stack
+    from shared.deployed import load_stack
     from producer.cli import main as producer
     from producer.stack import upload_granules
     from producer.synthetic import generate

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from shared.deployed import stack_outputs
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 # What the worker function's own code is (its dependencies come from the Lambda package build).
@@ -371,11 +373,3 @@ def _wait_deleted(cloudformation_client, stack_name: str, timeout_seconds: float
         if status == "DELETE_FAILED" or time.monotonic() > deadline:
             raise StackDeployError(f"could not delete failed stack {stack_name!r}: {status}")
         time.sleep(min(poll_seconds, 0.5))
-
-
-def stack_outputs(cloudformation_client, stack_name: str) -> dict[str, str]:
-    """The stack's Outputs as ``{OutputKey: OutputValue}``."""
-    stacks = cloudformation_client.describe_stacks(StackName=stack_name)["Stacks"]
-    if not stacks:
-        raise StackDeployError(f"stack {stack_name!r} not found")
-    return {output["OutputKey"]: str(output["OutputValue"]) for output in stacks[0].get("Outputs", [])}

@@ -7,7 +7,7 @@ import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from producer.aws import load_stack
+from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import SubmitError, nasa_credentials, send_all
 from shared.credentials import CredentialsError, get_credentials, put_credentials

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import boto3
 
-from producer.aws import load_stack
+from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, SubmitError
 from shared.results import ShardStatus

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import boto3
 
-from producer.aws import load_stack
+from shared.deployed import load_stack
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
 from shared.credentials import CredentialsError, S3Credentials, parameter_name, parse_credentials, put_credentials

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import boto3
 
-from producer.aws import load_stack
+from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.stack import upload_granules
 from shared.settings import StackOutputs

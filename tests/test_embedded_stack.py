@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from producer.aws import load_stack
+from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.synthetic import generate
 from shared.catalog import load_catalog

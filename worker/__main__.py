@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_queue(args: argparse.Namespace) -> int:
-    from producer.aws import load_stack
+    from shared.deployed import load_stack
     from worker.runner import read_mapping, run
 
     mapping = read_mapping(load_stack(args.stack).function_name)

@@ -1,4 +1,5 @@
-"""The deployed stack and AWS clients as the operator's commands use them."""
+"""The deployed stack as every command finds it: its CloudFormation outputs (queue, DLQ, table,
+bucket, function), whether it runs on AWS or in the embedded emulator."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ def stack_name(name: str | None = None) -> str:
     return name or os.environ.get(ENV_STACK_NAME, DEFAULT_STACK_NAME)
 
 
-def load_stack(name: str | None = None) -> StackOutputs:
-    from producer.deploy import stack_outputs
+def stack_outputs(cloudformation_client, name: str) -> dict[str, str]:
+    """The stack's Outputs as ``{OutputKey: OutputValue}``."""
+    stacks = cloudformation_client.describe_stacks(StackName=name)["Stacks"]
+    if not stacks:
+        raise StackError(f"stack {name!r} not found")
+    return {output["OutputKey"]: str(output["OutputValue"]) for output in stacks[0].get("Outputs", [])}
 
+
+def load_stack(name: str | None = None) -> StackOutputs:
     name = stack_name(name)
     try:
         outputs = stack_outputs(boto3.client("cloudformation"), name)
