@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Callable
 
-from shared.errors import ShardQueueError, run_command
+from shared.errors import InputError, run_command
 
 
 def catalog_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def catalog_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_catalog(args: argparse.Namespace) -> int:
     if not args.output and not args.dry_run:
-        raise ShardQueueError("--output is required (or --dry-run)")
+        raise InputError("--output is required (or --dry-run)")
     if args.granules:
         from producer.granule_catalog import build_from_granules, build_report, require_usable
         from shared.config import load_config

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from shared.deployed import stack_outputs
+from shared.errors import StackError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
@@ -36,7 +37,7 @@ MAX_TEMPLATE_BODY_BYTES = 51_200
 _NO_UPDATES = "No updates are to be performed"
 
 
-class StackDeployError(RuntimeError):
+class StackDeployError(StackError):
     """A stack did not reach CREATE_COMPLETE / UPDATE_COMPLETE; the message says why."""
 
 

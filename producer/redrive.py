@@ -9,8 +9,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
-from producer.submit import SubmitError, nasa_credentials, send_all
-from shared.credentials import CredentialsError, get_credentials, put_credentials
+from producer.submit import nasa_credentials, send_all
+from shared.credentials import get_credentials, put_credentials
+from shared.errors import CredentialsError, InputError, RunError
 from shared.messages import ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
@@ -71,7 +72,7 @@ def redrive(args) -> int:
     sqs, ssm = boto3.client("sqs"), boto3.client("ssm")
     runs = RunStatusStore(stack.run_table)
     if args.run_id and runs.get_run(args.run_id) is None:
-        raise SubmitError(f"no run {args.run_id} in table {stack.run_table}")
+        raise InputError(f"no run {args.run_id} in table {stack.run_table}")
     letters = sweep(sqs, stack.dead_letter_queue_url)
     selected = [d for d in letters if args.run_id is None or d.run_id == args.run_id]
     release(sqs, stack.dead_letter_queue_url, [d for d in letters if args.run_id is not None and d.run_id != args.run_id])
@@ -103,7 +104,7 @@ def resubmit(args) -> int:
     stack = load_stack(args.stack)
     runs = RunStatusStore(stack.run_table)
     if runs.get_run(args.run_id) is None:
-        raise SubmitError(f"no run {args.run_id} in table {stack.run_table}")
+        raise InputError(f"no run {args.run_id} in table {stack.run_table}")
     statuses = [ShardStatus(s.strip().upper()) for s in args.status.split(",") if s.strip()]
     for name in refresh_credentials(boto3.client("ssm"), runs, {args.run_id}, args.credentials_file, args.refresh_credentials):
         print(f"refreshed credentials parameter {name}")
@@ -115,5 +116,5 @@ def resubmit(args) -> int:
     unsent = send_all(boto3.client("sqs"), stack.queue_url, messages)
     print(f"resubmitted {len(messages) - len(unsent)} shards of run {args.run_id} ({', '.join(statuses)})")
     if unsent:
-        raise SubmitError(f"{len(unsent)} messages could not be sent; their shards stay PENDING: run resubmit again")
+        raise RunError(f"{len(unsent)} messages could not be sent; their shards stay PENDING: run resubmit again")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.errors import ShardQueueError
+from shared.errors import StackError
 from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, OUTPUT_FUNCTION
 
 STATE_DIR = Path(".stack")
@@ -31,7 +31,7 @@ EMBEDDED_PARAMETERS = {"ReservedConcurrency": 2, "MaximumConcurrency": 2, "Worke
 EMULATOR_ENV = {"AWS_ACCESS_KEY_ID": "embedded", "AWS_SECRET_ACCESS_KEY": "embedded", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
 
 
-class EmbeddedStackError(ShardQueueError):
+class EmbeddedStackError(StackError):
     pass
 
 

@@ -11,7 +11,8 @@ import boto3
 
 from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
-from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST, SubmitError
+from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
+from shared.errors import InputError
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 
@@ -25,7 +26,7 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
     shard whose failure could not be written to its record is still shown, with its reason."""
     run = runs.get_run(run_id)
     if run is None:
-        raise SubmitError(f"no run {run_id} in table {runs.table}")
+        raise InputError(f"no run {run_id} in table {runs.table}")
     shards = list(runs.shards(run_id))
     counts = {s: 0 for s in ORDER}
     for shard in shards:

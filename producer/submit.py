@@ -15,8 +15,8 @@ import boto3
 from shared.deployed import load_stack
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
-from shared.credentials import CredentialsError, S3Credentials, parameter_name, parse_credentials, put_credentials
-from shared.errors import ShardQueueError
+from shared.credentials import S3Credentials, parameter_name, parse_credentials, put_credentials
+from shared.errors import CredentialsError, InputError, RunError
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
@@ -27,10 +27,6 @@ from worker.store import create_template
 PRICE_PER_GB_SECOND = 0.0000133334
 PRICE_PER_REQUEST = 0.20 / 1_000_000
 SEND_ATTEMPTS = 6
-
-
-class SubmitError(ShardQueueError):
-    pass
 
 
 @dataclass
@@ -153,7 +149,7 @@ def submit(args) -> int:
     config = load_config(args.config)
     keys = shard_map.select(args.shard, args.max_shards)
     if not keys:
-        raise SubmitError(f"catalog {args.catalog} selects no shards")
+        raise InputError(f"catalog {args.catalog} selects no shards")
     stack = load_stack(args.stack)
     digest = catalog_hash(args.catalog)
     run_id = args.run_id or new_run_id(digest)
@@ -190,7 +186,7 @@ def submit(args) -> int:
             store=store, credentials_parameter=read_param, shards=len(keys), granules=plan.granules, memory_mb=stack.memory_mb,
         ))
     except ValueError as exc:
-        raise SubmitError(str(exc)) from None
+        raise InputError(str(exc)) from None
 
     messages = build_messages(shard_map, plan, config, read_param, output_param, s3, stack)
     to_send = []
@@ -209,7 +205,7 @@ def submit(args) -> int:
     sent = len(to_send) - len(unsent)
     print(f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded and not resent")
     if unsent:
-        raise SubmitError(
+        raise RunError(
             f"{len(unsent)} shard messages could not be sent (first: {unsent[0].shard_key}); they stay PENDING: "
             f"resubmit with --run-id {run_id}"
         )

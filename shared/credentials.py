@@ -16,17 +16,13 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from shared.errors import ShardQueueError
+from shared.errors import CredentialsError
 from shared.redaction import register
 
 
 # Credentials this close to their expiry count as expired: a shard must finish with them.
 EXPIRY_MARGIN_MINUTES = 2
 PARAMETER_REFUSED_CODES = {"AccessDeniedException", "AccessDenied", "ParameterVersionNotFound", "InvalidKeyId", "KMSAccessDeniedException"}
-
-
-class CredentialsError(ShardQueueError):
-    """Credentials are missing, malformed, expired or refused: refresh them and redrive."""
 
 
 class S3Credentials(BaseModel):

@@ -8,12 +8,8 @@ import os
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import ShardQueueError
+from shared.errors import StackError
 from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, StackOutputs
-
-
-class StackError(ShardQueueError):
-    """The stack cannot be found or reached."""
 
 
 def stack_name(name: str | None = None) -> str:

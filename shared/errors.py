@@ -1,41 +1,98 @@
-"""Exceptions that carry an operator-facing message. Never put a credential in one."""
+"""The errors a user can meet, in one place. Each kind has its own exit code; every command prints
+the message as one line (through the redaction point) and never a traceback.
+
+Messages are written for an operator to read as they are. Never put a credential in one.
+The worker's control flow (retry later, the deadline, a poison message) is not here: those are
+not errors a user meets (``worker/control.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "CredentialsError",
+    "GranuleError",
+    "InputError",
+    "RunError",
+    "ShardQueueError",
+    "StackError",
+    "StoreError",
+    "StoreRefusedError",
+    "EXIT_INTERRUPTED",
+    "run_command",
+]
+
+EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C
 
 
 class ShardQueueError(Exception):
     """Base class: the message is meant to be read by an operator as it is."""
 
+    exit_code = 1
 
-class CatalogError(ShardQueueError):
+
+class InputError(ShardQueueError):
+    """What the command was given is wrong: an option, a file, a run id that does not exist."""
+
+    exit_code = 2
+
+
+class CatalogError(InputError):
     """The shard map is missing, malformed or built for another grid."""
 
 
-class ConfigError(ShardQueueError):
+class ConfigError(InputError):
     """The pipeline configuration is invalid."""
+
+
+class CredentialsError(ShardQueueError):
+    """Credentials are missing, malformed, expired or refused: refresh them and redrive."""
+
+    exit_code = 3
+
+
+class StackError(ShardQueueError):
+    """The stack (on AWS or embedded) cannot be found, reached, deployed or started."""
+
+    exit_code = 4
 
 
 class StoreError(ShardQueueError):
     """The output store cannot be created, opened or written."""
+
+    exit_code = 5
 
 
 class StoreRefusedError(StoreError):
     """The output store refused the credentials it was written with."""
 
 
+class RunError(ShardQueueError):
+    """A run could not be carried through: messages unsent, its queue gone mid-run."""
+
+    exit_code = 6
+
+
 class GranuleError(ShardQueueError):
     """One granule could not be read; recorded per granule, never swallowed."""
 
 
-def run_command(command, args) -> int:
-    """Run a CLI command: an operator-facing error becomes one line on stderr and exit code 2."""
-    import sys
-
+def run_command(command: Callable[[Any], int], args: Any) -> int:
+    """Run a CLI command: an error becomes one line on stderr and its kind's exit code."""
     from shared.redaction import redact
 
     try:
         return command(args)
     except ShardQueueError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `status RUN | head`: the reader has gone, nothing more to say
+        sys.stderr.close()
+        return 0

@@ -89,3 +89,18 @@ def test_unwritable_store(catalog, tmp_path):
 
 def test_catalog_from_missing_folder(tmp_path):
     assert_clean_error(run("-m", "producer", "catalog", "--granules", str(tmp_path / "none"), "--output", str(tmp_path / "c.json")), "neither a folder")
+
+
+def test_each_error_kind_has_its_own_exit_code(capsys):
+    from shared import errors
+
+    kinds = [errors.InputError, errors.CredentialsError, errors.StackError, errors.StoreError, errors.RunError]
+    codes = [kind.exit_code for kind in kinds]
+    assert len(set(codes)) == len(codes) and 0 not in codes and errors.EXIT_INTERRUPTED not in codes
+    for kind in kinds:
+        def fail(args, kind=kind):
+            raise kind("what happened\n and what to do")
+
+        assert errors.run_command(fail, None) == kind.exit_code
+        err = capsys.readouterr().err
+        assert err.startswith("error: what happened") and "Traceback" not in err

@@ -198,7 +198,7 @@ def test_large_granule_lists_travel_through_s3(env, catalog, tmp_path, monkeypat
 
 def test_submit_refuses_expired_credentials(env, catalog, tmp_path, capsys):
     creds = credentials_file(tmp_path, expiration="2020-01-01T00:00:00+00:00")
-    assert submit(catalog, creds, "stale") == 2
+    assert submit(catalog, creds, "stale") == 3
     err = capsys.readouterr().err
     assert "expired" in err and SECRET_PARTS[1] not in err
 

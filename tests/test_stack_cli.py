@@ -44,5 +44,5 @@ def test_up_twice_status_env_down(tmp_path):
 def test_commands_without_a_stack_say_so(tmp_path):
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_MAX_ATTEMPTS": "1"}
     result = producer("status", env=env)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 4 and "Traceback" not in result.stderr
     assert "cannot read stack" in result.stderr and "stack up" in result.stderr

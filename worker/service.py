@@ -19,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from pydantic import ValidationError
 
-from shared.credentials import EXPIRY_MARGIN_MINUTES, CredentialsError, S3Credentials, read_parameter
-from shared.errors import StoreError, StoreRefusedError
+from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter
+from shared.errors import CredentialsError, StoreError, StoreRefusedError
 from shared.grid import DEFAULT_GRID
 from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
 from shared.redaction import redact
