@@ -60,9 +60,8 @@ def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, c
         try:
             coordinates = reader.whole_coordinates()
             shards: dict[int, dict[str, tuple[int, int]]] = {}
-            for beam, (lat, lon) in coordinates.items():
-                ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90)
-                index = np.flatnonzero(ok)
+            for beam, (lat, lon, ok) in coordinates.items():
+                index = np.flatnonzero(ok)  # points without valid coordinates belong to no shard
                 for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
                     shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
             return {key: ref.model_copy(update={"segments": segments, "chunks": reader.recorded_chunks(segments) or None})

@@ -45,8 +45,15 @@ DEFAULT_GRID = GridSignature()
 
 
 def nested_ids(lat: np.ndarray, lon: np.ndarray, order: int) -> np.ndarray:
-    """HEALPix nested ids (uint64) at ``order`` of geodetic points: healpix-geo's WGS84 ids, ties included."""
+    """HEALPix nested ids (uint64) at ``order`` of geodetic points: healpix-geo's WGS84 ids, ties included.
+
+    Points the grid has no place for (a non-finite coordinate, |lat| > 90) raise ValueError: the
+    library would panic, and a Rust panic escapes ``except Exception``. Drop them first
+    (``worker.points.valid_coordinates``).
+    """
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    if not ((np.abs(lat) <= 90).all() and np.isfinite(lon).all()):
+        raise ValueError("coordinates off the grid (non-finite, or |latitude| > 90): drop them before placing points")
     return np.atleast_1d(lonlat_to_healpix(lon, lat, order, ellipsoid=ELLIPSOID)).astype(np.uint64)
 
 

@@ -25,10 +25,10 @@ What the rounds are depends on the catalog:
   latitude inside the shard's band. The proof rests on one assumption, true of a satellite's
   ground track: along a beam, latitude has at most one turning point, a minimum in the southern
   hemisphere or a maximum in the northern one (a beam that crosses the equator is monotonic).
-  Chunks that contradict it (a second turning point, a non-finite latitude) make the search read
-  every chunk, as does a shard whose band straddles the equator. Then longitude over the runs of
-  chunks whose latitude is in the band, then the value datasets over the range that holds the
-  shard's points.
+  Chunks that contradict it (a second turning point) make the search read every chunk, as does a
+  shard whose band straddles the equator; invalid latitudes are gaps, not evidence. Then
+  longitude over the runs of chunks whose latitude is in the band, then the value datasets over
+  the range that holds the shard's points. Points without valid coordinates are dropped.
 
 Points come out in the order of a whole-array read (beam by beam, along track), so the statistics
 are identical to the original strategy's, bit for bit.
@@ -51,7 +51,7 @@ from worker.band_search import BandSearch, runs_of
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
 from worker.chunks import ChunkDecodeError, byte_ranges, values_in_range
 from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, RangeStore, chunk_table, fetch_ranges
-from worker.points import child_index, keep_mask, span
+from worker.points import child_index, keep_mask, span, valid_coordinates
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,15 @@ class GranuleReader:
             meta = self.h5.metadataTable.get(path.lstrip("/"))
             self.tables[path] = chunk_table(self.h5, meta) if meta is not None and meta.typeSize else None
 
+    def _fill(self, path: str) -> float | int | None:
+        """The HDF5 fill value of a dataset the metadata walk reached (None: it declares none)."""
+        meta = self.h5.metadataTable.get(path.lstrip("/"))
+        return None if meta is None else _fill_value(meta, np.dtype(meta.getNumpyType()))
+
+    def _coordinate_fills(self, beam: str) -> tuple[float | int | None, float | int | None]:
+        cfg = self.config
+        return self._fill(cfg.dataset_path(beam, cfg.latitude)), self._fill(cfg.dataset_path(beam, cfg.longitude))
+
     def _exists(self, path: str) -> bool:
         meta = self.h5.metadataTable.get(path.lstrip("/"))
         return meta is not None and bool(meta.typeSize)
@@ -249,7 +258,7 @@ class GranuleReader:
             if table is None:
                 whole.append(beam)
             else:
-                searches[beam] = BandSearch(table.length, table.chunk, lo, hi)
+                searches[beam] = BandSearch(table.length, table.chunk, lo, hi, self._fill(path))
         found: dict[str, list[tuple[int, np.ndarray]]] = {}
         if whole:  # not a chunked 1-D dataset: let h5coro read it all
             got = self._read([(cfg.dataset_path(b, cfg.latitude), None, None) for b in whole])
@@ -279,15 +288,19 @@ class GranuleReader:
             found[beam] = s.runs()
         return found
 
-    def whole_coordinates(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Every present beam's whole latitude and longitude (the offline catalog reads them once)."""
+    def whole_coordinates(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every present beam's whole latitude and longitude (the offline catalog reads them once),
+        and where they are valid coordinates (:func:`valid_coordinates`)."""
         cfg = self.config
         paths = {b: (cfg.dataset_path(b, cfg.latitude), cfg.dataset_path(b, cfg.longitude)) for b in cfg.beams}
         self._metadata([p for pair in paths.values() for p in pair])
         present = [b for b in cfg.beams if self._exists(paths[b][0])]
         got = self._read([(p, None, None) for b in present for p in paths[b]])
-        return {b: (self._require(got[(paths[b][0], None, None)], paths[b][0]).values,
-                    self._require(got[(paths[b][1], None, None)], paths[b][1]).values) for b in present}
+        out = {}
+        for beam in present:
+            lat, lon = (self._require(got[(p, None, None)], p).values for p in paths[beam])
+            out[beam] = (lat, lon, valid_coordinates(lat, lon, *self._coordinate_fills(beam)))
+        return out
 
     def recorded_chunks(self, segments: dict[str, tuple[int, int]]) -> dict[str, dict[str, DatasetChunks]]:
         """What the catalog records for a granule and shard: per beam, where every dataset's chunks
@@ -319,7 +332,9 @@ class GranuleReader:
         parts = []
         for beam in beams:
             found = {n: self._require(got[(cfg.dataset_path(beam, n), *segments[beam])], cfg.dataset_path(beam, n)) for n in names}
-            parts.append(self._keep(child_index(found[cfg.latitude].values, found[cfg.longitude].values, shard.nested, shard.grid), found))
+            lat, lon = found[cfg.latitude].values, found[cfg.longitude].values
+            cells = child_index(lat, lon, shard.nested, shard.grid, *self._coordinate_fills(beam))
+            parts.append(self._keep(cells, found))
         return Points.concat(parts)
 
     def _points_by_search(self, shard: ShardGeometry) -> Points:
@@ -336,7 +351,7 @@ class GranuleReader:
             path = cfg.dataset_path(beam, cfg.longitude)
             for start, lat in found.get(beam, []):
                 lon = self._require(lon_got[(path, start, start + lat.size)], path).values
-                cells = child_index(lat, lon, shard.nested, shard.grid)
+                cells = child_index(lat, lon, shard.nested, shard.grid, *self._coordinate_fills(beam))
                 rng = span(cells >= 0)
                 if rng is not None:
                     located.append((beam, start + rng[0], cells[rng[0] : rng[1]]))
@@ -402,7 +417,8 @@ def read_recorded_points(granule: GranuleRef, shard: ShardGeometry, config: Pipe
                     FailureKind.CORRUPT,
                     f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the catalog does not match the granule (rebuild it)",
                 ) from None
-        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid)
+        fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
+        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
         quality = values[config.quality.dataset] if config.quality else None
         parts.append(kept_points(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
     return Points.concat(parts)
