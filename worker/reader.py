@@ -50,7 +50,9 @@ from shared.results import FailureKind
 from worker.band_search import BandSearch, runs_of
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
 from worker.chunks import ChunkDecodeError, byte_ranges, values_in_range
-from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, RangeStore, chunk_table, fetch_ranges
+from worker.h5plan import (
+    CACHE_LINE_SIZE, ChunkTable, ContiguousTable, PlannedH5Coro, RangeStore, fetch_ranges, storage_table,
+)
 from worker.points import child_index, keep_mask, span, valid_coordinates
 
 
@@ -103,11 +105,15 @@ def _fill_value(meta: H5Metadata, dtype: np.dtype) -> float | int | None:
     return np.frombuffer(raw, dtype=dtype)[0].item()
 
 
-def _describe_chunks(meta: H5Metadata | None, table: ChunkTable | None, start: int, stop: int) -> DatasetChunks | None:
+def _describe_chunks(
+    meta: H5Metadata | None, table: ChunkTable | ContiguousTable | None, start: int, stop: int
+) -> DatasetChunks | None:
     """The recorded form of a dataset's chunks holding ``[start, stop)``; None for what a worker
     could not decode from it alone (not a chunked 1-D numeric dataset, a filter other than
-    shuffle and deflate)."""
-    if meta is None or table is None or meta.type not in (H5Metadata.FIXED_POINT_TYPE, H5Metadata.FLOATING_POINT_TYPE):
+    shuffle and deflate). A contiguous dataset has no chunks to record: workers read it through
+    the metadata, one exact byte range a slice."""
+    numeric = (H5Metadata.FIXED_POINT_TYPE, H5Metadata.FLOATING_POINT_TYPE)
+    if meta is None or not isinstance(table, ChunkTable) or meta.type not in numeric:
         return None
     filters = {f for f, on in meta.filter.items() if on}
     if not filters <= {H5Metadata.DEFLATE_FILTER, H5Metadata.SHUFFLE_FILTER} or filters == {H5Metadata.SHUFFLE_FILTER}:
@@ -148,14 +154,14 @@ class GranuleReader:
             raise
         except Exception as exc:  # h5coro raises RuntimeError subclasses for anything it cannot parse
             raise GranuleReadError(FailureKind.CORRUPT, f"{granule.id}: not a readable HDF5 file ({exc})") from None
-        self.tables: dict[str, ChunkTable | None] = {}
+        self.tables: dict[str, ChunkTable | ContiguousTable | None] = {}
 
     def close(self) -> None:
         self.h5.close()
 
     # -- h5coro ----------------------------------------------------------------------------------
     def _metadata(self, paths: list[str]) -> None:
-        """Walk to these datasets (in parallel) and index their chunks; absent ones get None.
+        """Walk to these datasets (in parallel) and index their storage; absent ones get None.
 
         First the last dataset by name of each group: walking to it, h5coro records the address of
         every sibling before it in the group's (sorted) table, so the others skip the group tables.
@@ -174,7 +180,7 @@ class GranuleReader:
             self.h5.readDatasets(rest, block=True, metaOnly=True)
         for path in todo:
             meta = self.h5.metadataTable.get(path.lstrip("/"))
-            self.tables[path] = chunk_table(self.h5, meta) if meta is not None and meta.typeSize else None
+            self.tables[path] = storage_table(self.h5, meta) if meta is not None and meta.typeSize else None
 
     def _fill(self, path: str) -> float | int | None:
         """The HDF5 fill value of a dataset the metadata walk reached (None: it declares none)."""
@@ -216,12 +222,16 @@ class GranuleReader:
         return out
 
     def _decode(self, path: str, start: int | None, stop: int | None) -> Decoded | H5Dataset | None:
-        """One slice whose chunks are fetched, decoded as recorded chunks are (:mod:`worker.chunks`);
-        a dataset that cannot be decoded so goes through h5coro, without its element-by-element
-        prefill with the fill value when no chunk is missing (chunk data overwrites every element)."""
+        """One slice whose bytes are fetched: of a contiguous dataset, its elements as they are;
+        of a chunked one, decoded as recorded chunks are (:mod:`worker.chunks`), or when it cannot
+        be decoded so through h5coro, without its element-by-element prefill with the fill value
+        when no chunk is missing (chunk data overwrites every element). h5coro is never given a
+        slice of a contiguous dataset: it reads one from the dataset's start."""
         table = self.tables[path]
         s, e = (0, table.length) if start is None else (start, stop)
         meta = self.h5.metadataTable.get(path.lstrip("/"))
+        if isinstance(table, ContiguousTable):
+            return Decoded(table.values(s, e, self._chunk_bytes), meta)
         chunks = _describe_chunks(meta, table, s, e)
         if chunks is not None:
             try:
@@ -260,7 +270,7 @@ class GranuleReader:
             else:
                 searches[beam] = BandSearch(table.length, table.chunk, lo, hi, self._fill(path))
         found: dict[str, list[tuple[int, np.ndarray]]] = {}
-        if whole:  # not a chunked 1-D dataset: let h5coro read it all
+        if whole:  # no storage table: let h5coro read it all
             got = self._read([(cfg.dataset_path(b, cfg.latitude), None, None) for b in whole])
             for beam in whole:
                 path = cfg.dataset_path(beam, cfg.latitude)
