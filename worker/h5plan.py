@@ -21,6 +21,8 @@ import numpy as np
 from h5coro import h5coro
 from h5coro.h5metadata import H5Metadata
 
+from worker.granule_io import read_exact, truncated
+
 # Metadata (object headers, group tables, chunk B-trees) is fetched through h5coro's cache in
 # lines this long. Measured on full-length granules: 64 KiB lines fetch ~0.8 MB of metadata in ~12
 # requests a granule; 16 KiB lines 0.3 MB in 19; 256 KiB lines 3.1 MB in 12.
@@ -100,7 +102,8 @@ class PlannedH5Coro(h5coro.H5Coro):
     """H5Coro whose reads are served from the planned byte ranges when they hold them.
 
     Anything else (metadata) goes through h5coro's cache lines, except large reads, which are
-    fetched exactly rather than through the cache.
+    fetched exactly rather than through the cache. Every read returns all the bytes asked for,
+    or raises CORRUPT: a cache line may stop at the end of the file, a read may not.
     """
 
     DIRECT_READ_MIN = 16 * 1024
@@ -117,8 +120,10 @@ class PlannedH5Coro(h5coro.H5Coro):
             if hit is not None:
                 return hit
             if caching and size >= self.DIRECT_READ_MIN and not self._cached(start, start + size):
-                return memoryview(self.driver.read(start, size))
+                return memoryview(read_exact(self.driver, start, size))
         data = super().ioRequest(pos, size, caching, prefetch)
+        if data is not None and len(data) < size:  # a cache line cut short by the end of the file
+            raise truncated(self.resource, pos + self.baseAddress, size, len(data))
         # h5coro 1.0.7 returns bytes for a read across two cache lines, where its callers expect
         # a memoryview (readArray(...).tobytes() fails on bytes)
         return data if type(data) is memoryview else memoryview(data)
@@ -139,13 +144,14 @@ class PlannedH5Coro(h5coro.H5Coro):
 
 def fetch_ranges(driver, ranges: list[tuple[int, int]], store: RangeStore) -> RangeStore:
     """Fetch absolute byte ranges through an h5coro driver into ``store``: ranges closer than
-    :data:`MERGE_GAP` in one request, requests in parallel, what the store holds skipped."""
+    :data:`MERGE_GAP` in one request, requests in parallel, what the store holds skipped. A range
+    the granule does not hold in full raises CORRUPT (:func:`read_exact`)."""
     todo = [r for r in merge_ranges(ranges) if not store.covers(*r)]
     if len(todo) == 1:
         start, stop = todo[0]
-        store.add(start, driver.read(start, stop - start))
+        store.add(start, read_exact(driver, start, stop - start))
     elif todo:
-        futures = [(start, _fetch_pool().submit(driver.read, start, stop - start)) for start, stop in todo]
+        futures = [(start, _fetch_pool().submit(read_exact, driver, start, stop - start)) for start, stop in todo]
         for start, future in futures:
             store.add(start, future.result())
     return store
