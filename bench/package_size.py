@@ -31,7 +31,7 @@ LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # "250 MB" unzipped, function plus layer
 MIB = 1024 * 1024
 HANDLER_MODULE = "worker.handler"
 DEPENDENCY_MODULES = (
-    "numpy", "zarr", "obstore", "mortie", "h5coro", "h5coro.s3driver", "h5coro.webdriver",
+    "numpy", "zarr", "obstore", "mortie", "healpix_geo", "h5coro", "h5coro.s3driver", "h5coro.webdriver",
     "pydantic", "yaml", "aws_lambda_powertools", "aws_lambda_powertools.utilities.batch",
 )
 

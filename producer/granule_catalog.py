@@ -89,13 +89,6 @@ def granule_id(location: str) -> str:
     return location.rsplit("/", 1)[-1]
 
 
-def valid_coordinates(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """True where a point can be placed on the grid. ATL06 marks a missing coordinate with a fill
-    value far out of range (1.79e308), which mortie would turn into a bogus shard or a panic."""
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-
-
 def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, GranuleRef]:
     """The granule as each shard it touches needs it: per beam, the index range holding the
     shard's points and where the chunks of every dataset over that range are stored.
@@ -130,9 +123,8 @@ def _granule_shards(
             raise UnusableGranule(location, f"not a native {config.product} granule: no beam has "
                                             f"/<beam>/{config.group}/{config.latitude} ({', '.join(config.beams)})")
         shards: dict[int, dict[str, tuple[int, int]]] = {}
-        for beam, (lat, lon) in coordinates.items():
-            ok = valid_coordinates(lat, lon)
-            index = np.flatnonzero(ok)
+        for beam, (lat, lon, ok) in coordinates.items():
+            index = np.flatnonzero(ok)  # points without valid coordinates belong to no shard
             for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
                 shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
         return {key: ref.model_copy(update={"segments": segments, "chunks": reader.recorded_chunks(segments) or None})

@@ -1,8 +1,10 @@
 """HEALPix grid maths: the one place that knows the orders and how shards map to cells.
 
 Shards are identified by mortie morton words (unsigned 64-bit) of their order-6 parent cell;
-cells inside a shard by HEALPix *nested* ids at the child order. mortie converts geodetic to
-authalic latitude, so every cell here is equal-area on the WGS84 ellipsoid.
+cells inside a shard by HEALPix *nested* ids at the child order. Points are placed by healpix-geo
+on the WGS84 ellipsoid (authalic latitude, so every cell is equal-area), the grid xdggs decodes the
+store with; morton words are derived from those nested ids, so a point's shard always holds its
+cell. mortie places points too, but breaks exact ties (lon -180, lat -90, cell edges) otherwise.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Literal
 
 import mortie
 import numpy as np
+from healpix_geo.nested import lonlat_to_healpix
 from pydantic import BaseModel, ConfigDict
 
 PARENT_ORDER = 6
@@ -42,10 +45,16 @@ DEFAULT_GRID = GridSignature()
 
 
 def nested_ids(lat: np.ndarray, lon: np.ndarray, order: int) -> np.ndarray:
-    """HEALPix nested ids (uint64) at ``order`` of geodetic points."""
-    words = mortie.geo2mort(np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), order=order)
-    ids, _ = mortie.mort2healpix(np.atleast_1d(words))
-    return np.asarray(ids, dtype=np.uint64)
+    """HEALPix nested ids (uint64) at ``order`` of geodetic points: healpix-geo's WGS84 ids, ties included.
+
+    Points the grid has no place for (a non-finite coordinate, |lat| > 90) raise ValueError: the
+    library would panic, and a Rust panic escapes ``except Exception``. Drop them first
+    (``worker.points.valid_coordinates``).
+    """
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    if not ((np.abs(lat) <= 90).all() and np.isfinite(lon).all()):
+        raise ValueError("coordinates off the grid (non-finite, or |latitude| > 90): drop them before placing points")
+    return np.atleast_1d(lonlat_to_healpix(lon, lat, order, ellipsoid=ELLIPSOID)).astype(np.uint64)
 
 
 def parent_of(cell_ids: np.ndarray, cell_order: int, parent_order: int) -> np.ndarray:
@@ -73,8 +82,8 @@ def shard_keys_from_nested(nested: np.ndarray, order: int) -> np.ndarray:
 
 
 def shard_keys_of(lat: np.ndarray, lon: np.ndarray, order: int = PARENT_ORDER) -> np.ndarray:
-    """Morton words (uint64) of the shards holding each point."""
-    return np.atleast_1d(mortie.geo2mort(np.asarray(lat, np.float64), np.asarray(lon, np.float64), order=order)).astype(np.uint64)
+    """Morton words (uint64) of the shards holding each point (and so its cells at every finer order)."""
+    return shard_keys_from_nested(nested_ids(lat, lon, order), order)
 
 
 def child_cell_ids(shard_key: int, grid: GridSignature = DEFAULT_GRID) -> np.ndarray:

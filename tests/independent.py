@@ -9,8 +9,14 @@ from healpix_geo.nested import lonlat_to_healpix
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
 
 
+def declared_fill(dataset: h5py.Dataset):
+    """The dataset's fill value if the file declares one (h5py reports 0 for one never set)."""
+    declared = dataset.id.get_create_plist().fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED
+    return dataset.fillvalue if declared else None
+
+
 def kept_points(path) -> dict[str, np.ndarray]:
-    """Quality-0 points with a real height and sigma, from every beam present."""
+    """Quality-0 points with real coordinates, height and sigma, from every beam present."""
     cols = {k: [] for k in ("lat", "lon", "h", "s")}
     with h5py.File(path, "r") as f:
         for beam in BEAMS:
@@ -18,10 +24,15 @@ def kept_points(path) -> dict[str, np.ndarray]:
                 continue
             g = f[f"{beam}/land_ice_segments"]
             h, s = g["h_li"][:], g["h_li_sigma"][:]
+            lat, lon = g["latitude"][:], g["longitude"][:]
             ok = (g["atl06_quality_summary"][:] == 0) & np.isfinite(h) & np.isfinite(s) & (s > 0)
             ok &= h != g["h_li"].fillvalue
             ok &= s != g["h_li_sigma"].fillvalue
-            for key, arr in (("lat", g["latitude"][:]), ("lon", g["longitude"][:]), ("h", h), ("s", s)):
+            ok &= np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (lon >= -180) & (lon < 360)
+            for name, values in (("latitude", lat), ("longitude", lon)):
+                if declared_fill(g[name]) is not None:
+                    ok &= values != declared_fill(g[name])
+            for key, arr in (("lat", lat), ("lon", lon), ("h", h), ("s", s)):
                 cols[key].append(arr[ok])
     return {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
 

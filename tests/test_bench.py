@@ -93,11 +93,33 @@ def test_search_reads_everything_once_latitude_contradicts_the_assumption():
     s, _ = search(wavy, -76.2, -74.7)
     assert s.read_all and len(s.values) == s.n_chunks
     assert_finds_every_latitude_in_band(wavy, s)
-    with_nan = descent(15_500, -60.0, -87.0)
-    with_nan[9_500] = np.nan  # in a chunk the search reads
-    s, _ = search(with_nan, -76.2, -74.7)
-    assert s.read_all and len(s.values) == s.n_chunks
-    assert_finds_every_latitude_in_band(with_nan, s)
+
+
+FILL64 = 3.4028234663852886e38
+
+
+@pytest.mark.parametrize("bad", [np.nan, FILL64, 95.0, -np.inf])
+@pytest.mark.parametrize(
+    "lat,band,at",
+    [
+        (descent(15_500, -60.0, -87.0), (-76.2, -74.7), 9_500),  # in a chunk the search reads
+        (turning(15_500, 70.0, 88.0, 62.0), (74.7, 76.2), 999),  # the end of the first chunk read
+        (turning(15_500, -70.0, -88.0, -62.0), (-88.1, -87.5), None),  # the turning point itself
+        (turning(15_500, -82.0, -88.0, -71.0), (-76.2, -74.7), 15_499),  # the beam's last point
+    ],
+)
+def test_invalid_latitudes_are_gaps_not_evidence(lat, band, at, bad):
+    """A NaN, the fill value or a latitude beyond the pole is no position of the track: the search
+    still finds every valid latitude in the band (the fill value once hid a run of them) and still
+    proves chunks away without reading everything."""
+    lat = lat.copy()
+    lat[int(np.argmin(lat)) if at is None else at] = bad
+    s = BandSearch(lat.size, CHUNK, *band, fill=FILL64)
+    while chunks := s.next_chunks():
+        for k in chunks:
+            s.add(k, lat[slice(*s.bounds(k))])
+    assert_finds_every_latitude_in_band(lat, s)
+    assert len(s.values) < s.n_chunks
 
 
 def test_merge_ranges():

@@ -10,7 +10,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from producer.granule_catalog import granule_shards, valid_coordinates
+from producer.granule_catalog import granule_shards
+from worker.points import valid_coordinates
 from shared.catalog import load_catalog
 from shared.config import load_config
 from shared.grid import DEFAULT_GRID
@@ -59,7 +60,7 @@ def with_fill_longitudes(src: Path, dst: Path, beam: str, where: slice) -> Path:
 def test_valid_coordinates_rejects_fill_non_finite_and_out_of_range():
     lat = np.array([70.0, 70.0, np.nan, 91.0, -90.0, 70.0, 70.0])
     lon = np.array([-49.5, LON_FILL, 0.0, 0.0, 180.0, np.inf, -180.5])
-    assert valid_coordinates(lat, lon).tolist() == [True, False, False, False, True, False, False]
+    assert valid_coordinates(lat, lon, None, LON_FILL).tolist() == [True, False, False, False, True, False, False]
 
 
 def test_a_truncated_granule_is_skipped_with_a_warning(data_dir, tmp_path):

@@ -175,6 +175,25 @@ def test_missing_granule_makes_a_partial_shard_naming_it_and_resubmit_mends_it(e
     assert run.counts[ShardStatus.PARTIAL] == 0 and run.counts[ShardStatus.SUCCEEDED] == 1
 
 
+def test_truncated_granule_is_corrupt_on_the_first_receive_and_the_shard_partial(env, catalog, granules, tmp_path):
+    """S3 answers 416 (or a short body) for a range past a truncated object's end: no retry can
+    mend that, so the first receive finishes the shard PARTIAL with the other granules' data."""
+    doc = json.loads(catalog.read_text())
+    key = doc["shard_keys"][0]
+    cut = tmp_path / "ATL06_20220101000000_99981411_006_01.h5"
+    cut.write_bytes(granules[0].read_bytes()[: granules[0].stat().st_size // 2])
+    upload("nsidc-test", [cut])
+    doc["shards"][str(key)].append({"id": cut.name, "s3": f"s3://nsidc-test/ATL06/{cut.name}"})
+    catalog.write_text(json.dumps(doc))
+    assert submit(catalog, credentials_file(tmp_path), "cut", "--shard", str(key)) == 0
+    assert deliver(env) == []  # not left for redelivery
+    assert queue_counts(env.queue_url) == (0, 0)
+    shard = runs(env).get_shard("cut", key)
+    assert shard.status == ShardStatus.PARTIAL and shard.attempts == 1
+    assert [(f.granule, f.kind) for f in shard.granules_failed] == [(cut.name, "corrupt")]
+    assert "truncated" in shard.granules_failed[0].reason and shard.observations > 0
+
+
 def test_near_deadline_stops_before_writing_and_retries(env, catalog, tmp_path):
     assert submit(catalog, credentials_file(tmp_path), "deadline", "--max-shards", "1") == 0
     failed = deliver(env, seconds_left=5.0)  # under the 30 s margin: stop at once

@@ -14,18 +14,22 @@ GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 
 
 def assert_matches_independent(ds, expected: dict[int, dict[str, float]]) -> None:
-    cell_ids = ds["cell_ids"].values
-    count = ds["count"].values
+    assert_cells_match(ds["cell_ids"].values, {name: ds[name].values for name in ("count", *STATS)}, expected)
+
+
+def assert_cells_match(cell_ids: np.ndarray, stats: dict[str, np.ndarray], expected: dict[int, dict[str, float]]) -> None:
+    """Statistics of these cells (``stats[name][i]`` for ``cell_ids[i]``) equal the independent ones."""
+    count = stats["count"]
     filled = {int(c): i for i, c in enumerate(cell_ids) if count[i] > 0}
     assert set(filled) == set(expected), "cells with data differ from the independent computation"
     for cell, exp in expected.items():
         i = filled[cell]
         assert count[i] == exp["count"]
         for name in STATS:
-            np.testing.assert_allclose(ds[name].values[i], exp[name], rtol=2e-6, atol=1e-4, err_msg=f"{name} in cell {cell}")
+            np.testing.assert_allclose(stats[name][i], exp[name], rtol=2e-6, atol=1e-4, err_msg=f"{name} in cell {cell}")
     empty = count == 0
     for name in STATS:
-        assert np.isnan(ds[name].values[empty]).all(), f"{name} must be NaN where a cell has no data"
+        assert np.isnan(stats[name][empty]).all(), f"{name} must be NaN where a cell has no data"
 
 
 def test_greenland_granule_every_cell(data_dir, tmp_path):

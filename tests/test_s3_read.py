@@ -68,6 +68,7 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
         ("InvalidAccessKeyId", obstore.exceptions.GenericError, FailureKind.DENIED),
         ("SlowDown", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
         ("InternalError", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
+        ("InvalidRange", obstore.exceptions.GenericError, FailureKind.CORRUPT),  # 416: the object is truncated
     ],
 )
 def test_s3_errors_are_classified(code, error, kind):

@@ -3,7 +3,8 @@
 Pure: latitude values in, chunk numbers out. The search rests on one assumption, true of a
 satellite's ground track: along a beam, latitude has at most one turning point, a minimum in the
 southern hemisphere or a maximum in the northern one. Data that contradict it make the search
-read every chunk.
+read every chunk. Invalid latitudes (non-finite, the fill value, beyond the poles) are no position
+of the track: the search treats them as gaps, never as evidence.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.points import span
+from worker.points import span, valid_latitudes
 
 
 @dataclass
@@ -24,13 +25,15 @@ class BandSearch:
     hemisphere latitude is quasiconvex along the beam (it falls, then rises), in the northern
     quasiconcave. For quasiconvex g and read points x < y < z: g(y) <= max(g(x), g(z)); and if
     g(p) > g(q) for read p < q, every point before p has g >= g(p) (mirror image after a rise).
-    Contradicting data (non-finite, a second turning point) switches to reading every chunk.
+    Contradicting data (a second turning point) switches to reading every chunk. The proofs use
+    valid latitudes only (:func:`valid_latitudes` with ``fill``, the dataset's fill value).
     """
 
     length: int
     chunk: int
     lo: float
     hi: float
+    fill: float | None = None
     values: dict[int, np.ndarray] = field(default_factory=dict)
     read_all: bool = False
 
@@ -50,17 +53,17 @@ class BandSearch:
 
     def add(self, k: int, values: np.ndarray) -> None:
         self.values[k] = np.asarray(values, dtype=np.float64)
-        if not np.isfinite(self.values[k]).all():
-            self.read_all = True
 
     # -- what is known ---------------------------------------------------------------------------
     def _known(self) -> tuple[np.ndarray, np.ndarray]:
-        """Indices and g values of every latitude read, in along-track order."""
+        """Indices and g values of every valid latitude read, in along-track order."""
         ks = sorted(self.values)
         if not ks:
             return np.empty(0, np.int64), np.empty(0)
         idx = np.concatenate([np.arange(*self.bounds(k)) for k in ks])
-        return idx, self.sign * np.concatenate([self.values[k] for k in ks])
+        lat = np.concatenate([self.values[k] for k in ks])
+        valid = valid_latitudes(lat, self.fill)
+        return idx[valid], self.sign * lat[valid]
 
     @staticmethod
     def _consistent(g: np.ndarray) -> bool:
@@ -172,7 +175,7 @@ class BandSearch:
                 j += 1
             start = self.bounds(ks[i])[0]
             lat = np.concatenate([self.values[k] for k in ks[i : j + 1]])
-            rng = span((lat >= self.lo) & (lat <= self.hi))
+            rng = span((lat >= self.lo) & (lat <= self.hi) & valid_latitudes(lat, self.fill))
             if rng is not None:
                 out.append((start + rng[0], lat[rng[0] : rng[1]]))
             i = j + 1

@@ -3,6 +3,11 @@
 h5coro's own S3 driver logs and swallows every read error (a missing object, expired
 credentials and throttling all look alike), so we give H5Coro drivers that raise typed
 errors and count what they fetch: bytes fetched, not bytes used, is what a shard pays for.
+
+A granule shorter than its metadata says (truncated) is CORRUPT, never worth a retry. Drivers
+read like files do, as h5coro's cache lines need at the end of a file: a range that runs past
+the end comes back short, a range that starts past it is an error (S3 answers 416 InvalidRange).
+Every read that needs its bytes goes through :func:`read_exact`, which refuses a short one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ DENIED_CODES = {
     "SignatureDoesNotMatch", "TokenRefreshRequired", "AllAccessDisabled", "403",
 }
 MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+# A range that starts past the object's end: the object is shorter than its metadata says.
+TRUNCATED_CODES = {"InvalidRange", "416"}
 
 # h5coro warns for every absent dataset; a missing beam is normal, and real errors reach us typed.
 logging.getLogger("h5coro.logger").setLevel(logging.ERROR)
@@ -41,6 +48,20 @@ class GranuleReadError(GranuleError):
     @property
     def reason(self) -> str:
         return str(self)
+
+
+def truncated(resource: str, pos: int, size: int, got: int) -> GranuleReadError:
+    """The error for a read of ``size`` bytes at ``pos`` that found only ``got`` of them."""
+    reason = f"{resource}: truncated: {got} of the {size} bytes at offset {pos} exist"
+    return GranuleReadError(FailureKind.CORRUPT, f"{reason}; the file is shorter than its HDF5 metadata says")
+
+
+def read_exact(driver, pos: int, size: int) -> bytes:
+    """Exactly ``size`` bytes at ``pos`` through an h5coro driver; a granule that ends first is CORRUPT."""
+    data = driver.read(pos, size)
+    if len(data) < size:
+        raise truncated(getattr(driver, "resource", "granule"), pos, size, len(data))
+    return data
 
 
 @dataclass
@@ -97,7 +118,10 @@ class S3RangeReader:
             return bytes(obstore.get_range(self.store(bucket), key, start=start, end=stop))
         except (obstore.exceptions.BaseError, OSError) as exc:  # obstore raises FileNotFoundError for a missing object
             code = error_code(str(exc))
-            raise GranuleReadError(classify_error(code, exc), f"s3://{bucket}/{key}: {code or type(exc).__name__}") from None
+            kind = classify_error(code, exc)
+            if kind == FailureKind.CORRUPT:
+                raise truncated(f"s3://{bucket}/{key}", start, stop - start, 0) from None
+            raise GranuleReadError(kind, f"s3://{bucket}/{key}: {code or type(exc).__name__}") from None
 
 
 def error_code(message: str) -> str:
@@ -108,12 +132,14 @@ def error_code(message: str) -> str:
 
 
 def classify_error(code: str, exc: Exception | None = None) -> FailureKind:
-    """MISSING, DENIED (refresh the credentials) or TRANSIENT (retry), from the S3 error code and
-    the kind of error obstore raised."""
+    """MISSING, DENIED (refresh the credentials), CORRUPT (a range past the object's end: it is
+    truncated) or TRANSIENT (retry), from the S3 error code and the kind of error obstore raised."""
     if code in MISSING_CODES or isinstance(exc, (obstore.exceptions.NotFoundError, FileNotFoundError)):
         return FailureKind.MISSING
     if code in DENIED_CODES or isinstance(exc, (obstore.exceptions.PermissionDeniedError, obstore.exceptions.UnauthenticatedError, PermissionError)):
         return FailureKind.DENIED
+    if code in TRUNCATED_CODES or "416 Range Not Satisfiable" in str(exc):
+        return FailureKind.CORRUPT
     return FailureKind.TRANSIENT
 
 
@@ -140,6 +166,7 @@ class S3RangeDriver:
 
     def __init__(self, resource: str, context: ReadContext):
         self.context = context
+        self.resource = resource
         self.bucket, self.key = split_s3_url(resource)
         if context.s3 is None:
             raise GranuleReadError(FailureKind.DENIED, f"{resource}: no S3 reader configured")
@@ -176,6 +203,8 @@ class LocalFileDriver:
             self.file.seek(pos)
             data = self.file.read(size)
         self.context.stats.add(len(data))
+        if size and not data:  # nothing at pos: what S3 answers with 416
+            raise truncated(self.resource, pos, size, 0)
         return data
 
     def copy(self, max_connections: int | None = None) -> "LocalFileDriver":

@@ -3,8 +3,9 @@
 h5coro fetches through a cache of fixed-size lines, and a line pulls in whatever surrounds the
 bytes asked for. Here metadata (object headers, group tables, chunk B-trees) still goes through
 short cache lines, but chunk data is fetched as exact byte ranges (close ones merged, requests in
-parallel) that :class:`PlannedH5Coro` serves before h5coro would touch its cache; the chunk index
-of a dataset (:func:`chunk_table`) says which byte ranges a slice needs.
+parallel) that :class:`PlannedH5Coro` serves before h5coro would touch its cache; the storage
+table of a dataset (:func:`storage_table`: its chunk index, or the one byte run of a contiguous
+dataset) says which byte ranges a slice needs.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from h5coro import h5coro
+from h5coro.h5metadata import H5Metadata
+
+from worker.granule_io import read_exact, truncated
 
 # Metadata (object headers, group tables, chunk B-trees) is fetched through h5coro's cache in
 # lines this long. Measured on full-length granules: 64 KiB lines fetch ~0.8 MB of metadata in ~12
@@ -28,7 +33,10 @@ MERGE_GAP = 64 * 1024
 # in flight are bounded by the ReadContext, to its client's connection pool).
 FETCH_THREADS = 48
 
-_CHUNKED_LAYOUT = 2
+_COMPACT_LAYOUT, _CONTIGUOUS_LAYOUT, _CHUNKED_LAYOUT = 0, 1, 2
+# A contiguous dataset has no chunks; the latitude search reads it in blocks of this many
+# elements (any range of it is one exact byte range, so a block is only a step of the search).
+CONTIGUOUS_BLOCK = 10_000
 _BTREE_SIGNATURE = b"TREE"
 
 
@@ -94,7 +102,8 @@ class PlannedH5Coro(h5coro.H5Coro):
     """H5Coro whose reads are served from the planned byte ranges when they hold them.
 
     Anything else (metadata) goes through h5coro's cache lines, except large reads, which are
-    fetched exactly rather than through the cache.
+    fetched exactly rather than through the cache. Every read returns all the bytes asked for,
+    or raises CORRUPT: a cache line may stop at the end of the file, a read may not.
     """
 
     DIRECT_READ_MIN = 16 * 1024
@@ -111,8 +120,10 @@ class PlannedH5Coro(h5coro.H5Coro):
             if hit is not None:
                 return hit
             if caching and size >= self.DIRECT_READ_MIN and not self._cached(start, start + size):
-                return memoryview(self.driver.read(start, size))
+                return memoryview(read_exact(self.driver, start, size))
         data = super().ioRequest(pos, size, caching, prefetch)
+        if data is not None and len(data) < size:  # a cache line cut short by the end of the file
+            raise truncated(self.resource, pos + self.baseAddress, size, len(data))
         # h5coro 1.0.7 returns bytes for a read across two cache lines, where its callers expect
         # a memoryview (readArray(...).tobytes() fails on bytes)
         return data if type(data) is memoryview else memoryview(data)
@@ -133,13 +144,14 @@ class PlannedH5Coro(h5coro.H5Coro):
 
 def fetch_ranges(driver, ranges: list[tuple[int, int]], store: RangeStore) -> RangeStore:
     """Fetch absolute byte ranges through an h5coro driver into ``store``: ranges closer than
-    :data:`MERGE_GAP` in one request, requests in parallel, what the store holds skipped."""
+    :data:`MERGE_GAP` in one request, requests in parallel, what the store holds skipped. A range
+    the granule does not hold in full raises CORRUPT (:func:`read_exact`)."""
     todo = [r for r in merge_ranges(ranges) if not store.covers(*r)]
     if len(todo) == 1:
         start, stop = todo[0]
-        store.add(start, driver.read(start, stop - start))
+        store.add(start, read_exact(driver, start, stop - start))
     elif todo:
-        futures = [(start, _fetch_pool().submit(driver.read, start, stop - start)) for start, stop in todo]
+        futures = [(start, _fetch_pool().submit(read_exact, driver, start, stop - start)) for start, stop in todo]
         for start, future in futures:
             store.add(start, future.result())
     return store
@@ -177,6 +189,48 @@ class ChunkTable:
     @property
     def n_chunks(self) -> int:
         return -(-self.length // self.chunk)
+
+
+@dataclass
+class ContiguousTable:
+    """A one-dimensional numeric dataset stored as one run of bytes (HDF5 contiguous or compact
+    layout): element ``i`` at ``address + i * itemsize``, so a slice is exactly one byte range."""
+
+    length: int  # elements in the dataset
+    address: int  # absolute file offset of element 0
+    dtype: np.dtype
+    chunk: int = CONTIGUOUS_BLOCK  # elements per step of the latitude search
+
+    def complete(self, start: int, stop: int) -> bool:
+        return True  # every element is stored
+
+    def ranges(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """The byte range of elements ``[start, stop)``."""
+        size = self.dtype.itemsize
+        return [(self.address + start * size, self.address + stop * size)] if stop > start else []
+
+    def values(self, start: int, stop: int, stored_bytes: Callable[[int, int], bytes | memoryview]) -> np.ndarray:
+        """Elements ``[start, stop)``, from ``stored_bytes(offset, size)`` of their byte range."""
+        size = self.dtype.itemsize
+        return np.frombuffer(stored_bytes(self.address + start * size, (stop - start) * size), self.dtype).copy()
+
+
+def contiguous_table(h5: PlannedH5Coro, meta) -> ContiguousTable | None:
+    """The byte run of a contiguous (or compact) 1-D numeric dataset; None for anything else."""
+    if meta is None or meta.layout not in (_CONTIGUOUS_LAYOUT, _COMPACT_LAYOUT) or meta.ndims != 1:
+        return None
+    try:  # not meta.getNumpyType(): it answers float32 for a type it does not know
+        dtype = np.dtype(H5Metadata.TO_NUMPY_TYPE[meta.type][meta.signedval][meta.typeSize]).newbyteorder("<")
+    except (KeyError, TypeError):
+        return None
+    if meta.address >= 2 ** (8 * h5.offsetSize) - 1:
+        return None  # storage never allocated: h5coro refuses to read it
+    return ContiguousTable(int(meta.dimensions[0]), meta.address + h5.baseAddress, dtype)
+
+
+def storage_table(h5: PlannedH5Coro, meta) -> ChunkTable | ContiguousTable | None:
+    """Where a dataset's elements are stored, for planned reads; None when h5coro must read it."""
+    return contiguous_table(h5, meta) or chunk_table(h5, meta)
 
 
 def _btree_chunks(h5: PlannedH5Coro, address: int, ndims: int, out: list[tuple[int, int, int]], depth: int = 0) -> None:

@@ -15,6 +15,17 @@ def valid_values(x: np.ndarray, fill_value: float | None) -> np.ndarray:
     return ok
 
 
+def valid_latitudes(lat: np.ndarray, fill_value: float | None) -> np.ndarray:
+    """True where ``lat`` is a latitude: data (:func:`valid_values`) within [-90, 90]."""
+    return valid_values(lat, fill_value) & (np.abs(lat) <= 90)
+
+
+def valid_coordinates(lat: np.ndarray, lon: np.ndarray, lat_fill: float | None, lon_fill: float | None) -> np.ndarray:
+    """True where a point has a place on the grid: a latitude, and a longitude that is data within
+    [-180, 360). Points without one are dropped, like points without a height."""
+    return valid_latitudes(lat, lat_fill) & valid_values(lon, lon_fill) & (lon >= -180) & (lon < 360)
+
+
 def keep_mask(
     h: np.ndarray,
     sigma: np.ndarray,
@@ -38,11 +49,20 @@ def span(mask: np.ndarray) -> tuple[int, int] | None:
     return int(hits[0]), int(hits[-1]) + 1
 
 
-def child_index(lat: np.ndarray, lon: np.ndarray, shard_nested: int, grid: GridSignature) -> np.ndarray:
-    """Index (0..children-1) of each point's child cell in the shard, -1 for points outside it."""
-    cells = nested_ids(lat, lon, grid.child_order)
+def child_index(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    shard_nested: int,
+    grid: GridSignature,
+    lat_fill: float | None = None,
+    lon_fill: float | None = None,
+) -> np.ndarray:
+    """Index (0..children-1) of each point's child cell in the shard, -1 for points outside it or
+    without valid coordinates (:func:`valid_coordinates`)."""
+    located = np.flatnonzero(valid_coordinates(lat, lon, lat_fill, lon_fill))
+    cells = nested_ids(lat[located], lon[located], grid.child_order)
     inside = parent_of(cells, grid.child_order, grid.parent_order) == np.uint64(shard_nested)
     first = np.uint64(shard_nested) * np.uint64(grid.children_per_shard)
-    index = np.full(cells.shape, -1, dtype=np.int64)
-    index[inside] = (cells[inside] - first).astype(np.int64)
+    index = np.full(np.shape(lat), -1, dtype=np.int64)
+    index[located[inside]] = (cells[inside] - first).astype(np.int64)
     return index

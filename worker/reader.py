@@ -25,10 +25,10 @@ What the rounds are depends on the catalog:
   latitude inside the shard's band. The proof rests on one assumption, true of a satellite's
   ground track: along a beam, latitude has at most one turning point, a minimum in the southern
   hemisphere or a maximum in the northern one (a beam that crosses the equator is monotonic).
-  Chunks that contradict it (a second turning point, a non-finite latitude) make the search read
-  every chunk, as does a shard whose band straddles the equator. Then longitude over the runs of
-  chunks whose latitude is in the band, then the value datasets over the range that holds the
-  shard's points.
+  Chunks that contradict it (a second turning point) make the search read every chunk, as does a
+  shard whose band straddles the equator; invalid latitudes are gaps, not evidence. Then
+  longitude over the runs of chunks whose latitude is in the band, then the value datasets over
+  the range that holds the shard's points. Points without valid coordinates are dropped.
 
 Points come out in the order of a whole-array read (beam by beam, along track), so the statistics
 are identical to the original strategy's, bit for bit.
@@ -50,8 +50,10 @@ from shared.results import FailureKind
 from worker.band_search import BandSearch, runs_of
 from worker.granule_io import GranuleReadError, ReadContext, driver_for
 from worker.chunks import ChunkDecodeError, byte_ranges, values_in_range
-from worker.h5plan import CACHE_LINE_SIZE, ChunkTable, PlannedH5Coro, RangeStore, chunk_table, fetch_ranges
-from worker.points import child_index, keep_mask, span
+from worker.h5plan import (
+    CACHE_LINE_SIZE, ChunkTable, ContiguousTable, PlannedH5Coro, RangeStore, fetch_ranges, storage_table,
+)
+from worker.points import child_index, keep_mask, span, valid_coordinates
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,15 @@ def _fill_value(meta: H5Metadata, dtype: np.dtype) -> float | int | None:
     return np.frombuffer(raw, dtype=dtype)[0].item()
 
 
-def _describe_chunks(meta: H5Metadata | None, table: ChunkTable | None, start: int, stop: int) -> DatasetChunks | None:
+def _describe_chunks(
+    meta: H5Metadata | None, table: ChunkTable | ContiguousTable | None, start: int, stop: int
+) -> DatasetChunks | None:
     """The recorded form of a dataset's chunks holding ``[start, stop)``; None for what a worker
     could not decode from it alone (not a chunked 1-D numeric dataset, a filter other than
-    shuffle and deflate)."""
-    if meta is None or table is None or meta.type not in (H5Metadata.FIXED_POINT_TYPE, H5Metadata.FLOATING_POINT_TYPE):
+    shuffle and deflate). A contiguous dataset has no chunks to record: workers read it through
+    the metadata, one exact byte range a slice."""
+    numeric = (H5Metadata.FIXED_POINT_TYPE, H5Metadata.FLOATING_POINT_TYPE)
+    if meta is None or not isinstance(table, ChunkTable) or meta.type not in numeric:
         return None
     filters = {f for f, on in meta.filter.items() if on}
     if not filters <= {H5Metadata.DEFLATE_FILTER, H5Metadata.SHUFFLE_FILTER} or filters == {H5Metadata.SHUFFLE_FILTER}:
@@ -148,14 +154,14 @@ class GranuleReader:
             raise
         except Exception as exc:  # h5coro raises RuntimeError subclasses for anything it cannot parse
             raise GranuleReadError(FailureKind.CORRUPT, f"{granule.id}: not a readable HDF5 file ({exc})") from None
-        self.tables: dict[str, ChunkTable | None] = {}
+        self.tables: dict[str, ChunkTable | ContiguousTable | None] = {}
 
     def close(self) -> None:
         self.h5.close()
 
     # -- h5coro ----------------------------------------------------------------------------------
     def _metadata(self, paths: list[str]) -> None:
-        """Walk to these datasets (in parallel) and index their chunks; absent ones get None.
+        """Walk to these datasets (in parallel) and index their storage; absent ones get None.
 
         First the last dataset by name of each group: walking to it, h5coro records the address of
         every sibling before it in the group's (sorted) table, so the others skip the group tables.
@@ -174,7 +180,16 @@ class GranuleReader:
             self.h5.readDatasets(rest, block=True, metaOnly=True)
         for path in todo:
             meta = self.h5.metadataTable.get(path.lstrip("/"))
-            self.tables[path] = chunk_table(self.h5, meta) if meta is not None and meta.typeSize else None
+            self.tables[path] = storage_table(self.h5, meta) if meta is not None and meta.typeSize else None
+
+    def _fill(self, path: str) -> float | int | None:
+        """The HDF5 fill value of a dataset the metadata walk reached (None: it declares none)."""
+        meta = self.h5.metadataTable.get(path.lstrip("/"))
+        return None if meta is None else _fill_value(meta, np.dtype(meta.getNumpyType()))
+
+    def _coordinate_fills(self, beam: str) -> tuple[float | int | None, float | int | None]:
+        cfg = self.config
+        return self._fill(cfg.dataset_path(beam, cfg.latitude)), self._fill(cfg.dataset_path(beam, cfg.longitude))
 
     def _exists(self, path: str) -> bool:
         meta = self.h5.metadataTable.get(path.lstrip("/"))
@@ -207,12 +222,16 @@ class GranuleReader:
         return out
 
     def _decode(self, path: str, start: int | None, stop: int | None) -> Decoded | H5Dataset | None:
-        """One slice whose chunks are fetched, decoded as recorded chunks are (:mod:`worker.chunks`);
-        a dataset that cannot be decoded so goes through h5coro, without its element-by-element
-        prefill with the fill value when no chunk is missing (chunk data overwrites every element)."""
+        """One slice whose bytes are fetched: of a contiguous dataset, its elements as they are;
+        of a chunked one, decoded as recorded chunks are (:mod:`worker.chunks`), or when it cannot
+        be decoded so through h5coro, without its element-by-element prefill with the fill value
+        when no chunk is missing (chunk data overwrites every element). h5coro is never given a
+        slice of a contiguous dataset: it reads one from the dataset's start."""
         table = self.tables[path]
         s, e = (0, table.length) if start is None else (start, stop)
         meta = self.h5.metadataTable.get(path.lstrip("/"))
+        if isinstance(table, ContiguousTable):
+            return Decoded(table.values(s, e, self._chunk_bytes), meta)
         chunks = _describe_chunks(meta, table, s, e)
         if chunks is not None:
             try:
@@ -249,9 +268,9 @@ class GranuleReader:
             if table is None:
                 whole.append(beam)
             else:
-                searches[beam] = BandSearch(table.length, table.chunk, lo, hi)
+                searches[beam] = BandSearch(table.length, table.chunk, lo, hi, self._fill(path))
         found: dict[str, list[tuple[int, np.ndarray]]] = {}
-        if whole:  # not a chunked 1-D dataset: let h5coro read it all
+        if whole:  # no storage table: let h5coro read it all
             got = self._read([(cfg.dataset_path(b, cfg.latitude), None, None) for b in whole])
             for beam in whole:
                 path = cfg.dataset_path(beam, cfg.latitude)
@@ -279,15 +298,19 @@ class GranuleReader:
             found[beam] = s.runs()
         return found
 
-    def whole_coordinates(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Every present beam's whole latitude and longitude (the offline catalog reads them once)."""
+    def whole_coordinates(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every present beam's whole latitude and longitude (the offline catalog reads them once),
+        and where they are valid coordinates (:func:`valid_coordinates`)."""
         cfg = self.config
         paths = {b: (cfg.dataset_path(b, cfg.latitude), cfg.dataset_path(b, cfg.longitude)) for b in cfg.beams}
         self._metadata([p for pair in paths.values() for p in pair])
         present = [b for b in cfg.beams if self._exists(paths[b][0])]
         got = self._read([(p, None, None) for b in present for p in paths[b]])
-        return {b: (self._require(got[(paths[b][0], None, None)], paths[b][0]).values,
-                    self._require(got[(paths[b][1], None, None)], paths[b][1]).values) for b in present}
+        out = {}
+        for beam in present:
+            lat, lon = (self._require(got[(p, None, None)], p).values for p in paths[beam])
+            out[beam] = (lat, lon, valid_coordinates(lat, lon, *self._coordinate_fills(beam)))
+        return out
 
     def recorded_chunks(self, segments: dict[str, tuple[int, int]]) -> dict[str, dict[str, DatasetChunks]]:
         """What the catalog records for a granule and shard: per beam, where every dataset's chunks
@@ -319,7 +342,9 @@ class GranuleReader:
         parts = []
         for beam in beams:
             found = {n: self._require(got[(cfg.dataset_path(beam, n), *segments[beam])], cfg.dataset_path(beam, n)) for n in names}
-            parts.append(self._keep(child_index(found[cfg.latitude].values, found[cfg.longitude].values, shard.nested, shard.grid), found))
+            lat, lon = found[cfg.latitude].values, found[cfg.longitude].values
+            cells = child_index(lat, lon, shard.nested, shard.grid, *self._coordinate_fills(beam))
+            parts.append(self._keep(cells, found))
         return Points.concat(parts)
 
     def _points_by_search(self, shard: ShardGeometry) -> Points:
@@ -336,7 +361,7 @@ class GranuleReader:
             path = cfg.dataset_path(beam, cfg.longitude)
             for start, lat in found.get(beam, []):
                 lon = self._require(lon_got[(path, start, start + lat.size)], path).values
-                cells = child_index(lat, lon, shard.nested, shard.grid)
+                cells = child_index(lat, lon, shard.nested, shard.grid, *self._coordinate_fills(beam))
                 rng = span(cells >= 0)
                 if rng is not None:
                     located.append((beam, start + rng[0], cells[rng[0] : rng[1]]))
@@ -402,7 +427,8 @@ def read_recorded_points(granule: GranuleRef, shard: ShardGeometry, config: Pipe
                     FailureKind.CORRUPT,
                     f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the catalog does not match the granule (rebuild it)",
                 ) from None
-        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid)
+        fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
+        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
         quality = values[config.quality.dataset] if config.quality else None
         parts.append(kept_points(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
     return Points.concat(parts)

@@ -1,0 +1,60 @@
+"""A granule through each way a worker can read it, checked against the independent computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from producer.granule_catalog import granule_shards
+from shared.catalog import GranuleRef
+from shared.config import load_config
+from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
+from shared.results import ShardResult, ShardStatus
+from tests.independent import expected_cells, kept_points
+from tests.test_real_data import assert_cells_match
+from worker.granule_io import ReadContext
+from worker.shard import process_shard
+
+# no catalog entry (the latitude search), the catalog's segments only, the whole entry (recorded chunks)
+READ_PATHS = ("search", "segments", "catalog")
+
+
+def as_read(ref: GranuleRef, how: str) -> GranuleRef:
+    """The granule as a worker gets it through read path ``how`` (one of :data:`READ_PATHS`)."""
+    if how == "search":
+        return GranuleRef(id=ref.id, s3=ref.s3, path=ref.path)
+    return ref.model_copy(update={"chunks": None}) if how == "segments" else ref
+
+
+def cataloged(path: Path) -> dict[int, GranuleRef]:
+    """Every shard the granule touches, and its catalog entry there."""
+    return granule_shards(str(path), load_config(), DEFAULT_GRID, ReadContext())
+
+
+def process(shard_key: int, granules: list[GranuleRef], context: ReadContext | None = None) -> tuple[ShardResult, dict]:
+    """The shard processed as a worker does; returns its result and the statistics it wrote."""
+    written: dict[str, np.ndarray] = {}
+    result = process_shard(shard_key, granules, load_config(), DEFAULT_GRID, written.update, context)
+    return result, written
+
+
+def in_shard(expected: dict[int, dict], shard_key: int) -> dict[int, dict]:
+    cells = np.fromiter(expected, np.uint64, len(expected))
+    mine = parent_of(cells, DEFAULT_GRID.child_order, DEFAULT_GRID.parent_order) == np.uint64(shard_nested_id(shard_key))
+    return {int(c): expected[int(c)] for c in cells[mine]}
+
+
+def assert_every_read_path_matches(path: Path, expected: dict[int, dict] | None = None) -> None:
+    """Each shard of the granule, read each way, holds exactly the independent statistics of its
+    cells, and the shards together hold every expected cell."""
+    expected = expected_cells(kept_points(path)) if expected is None else expected
+    covered: set[int] = set()
+    for key, ref in cataloged(path).items():
+        mine = in_shard(expected, key)
+        covered |= set(mine)
+        for how in READ_PATHS:
+            result, stats = process(key, [as_read(ref, how)])
+            assert result.status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY), f"{how}: {result.summary()}"
+            assert_cells_match(child_cell_ids(key), stats, mine)
+    assert covered == set(expected), "cells missing from every shard the catalog lists"
