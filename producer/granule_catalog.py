@@ -101,7 +101,8 @@ def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, c
     except UnusableGranule:
         raise
     except GranuleReadError as exc:
-        raise UnusableGranule(location, exc.reason.removeprefix(f"{granule_id(location)}: ")) from None
+        reason = exc.reason.removeprefix(f"{location}: ").removeprefix(f"{granule_id(location)}: ")
+        raise UnusableGranule(location, reason) from None
     except Exception as exc:  # the reader's parser (h5coro) failing on bytes it did not expect
         reason = f"cannot parse its HDF5 structure ({exception_name(exc)}: {exc}): truncated or damaged?"
         raise UnusableGranule(location, reason) from None
