@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.redaction import redact
+from worker.control import RetryLater
 from worker.service import Outcome, Services, handle
 
 
@@ -27,10 +28,6 @@ metrics = Metrics()
 # instead of raising, so Lambda does not treat it as a function error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _services: Services | None = None
-
-
-class RetryLater(Exception):
-    """Raised to leave a record on the queue for redelivery."""
 
 
 def services() -> Services:

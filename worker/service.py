@@ -28,7 +28,8 @@ from shared.results import FailureKind, ShardResult, ShardStatus
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
 from worker.granule_io import ReadContext, S3RangeReader, split_s3_url
-from worker.shard import DeadlineReached, process_shard
+from worker.control import DeadlineReached, PoisonMessage
+from worker.shard import process_shard
 from worker.store import write_shard
 
 CREDENTIALS_CACHE_SECONDS = 300
@@ -38,10 +39,6 @@ class Outcome(str, Enum):
     DONE = "DONE"
     RETRY = "RETRY"
     DEAD_LETTERED = "DEAD_LETTERED"
-
-
-class PoisonMessage(Exception):
-    """The message can never succeed as it is."""
 
 
 @dataclass

@@ -13,6 +13,7 @@ from shared.config import PipelineConfig
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
 from worker.aggregate import aggregate
+from worker.control import DeadlineReached
 from worker.granule_io import GranuleReadError, ReadContext
 from worker.reader import Points, ShardGeometry, read_points
 
@@ -21,10 +22,6 @@ GRANULE_THREADS = 8
 
 ShardWriter = Callable[[dict], None]
 StopCheck = Callable[[], bool]
-
-
-class DeadlineReached(Exception):
-    """Not enough time left to finish the shard: stop before writing anything."""
 
 
 def _never() -> bool:
