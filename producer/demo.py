@@ -2,20 +2,23 @@
 
 Starts the embedded stack, generates a small seeded ATL06 data set, uploads it to the emulator's
 S3, builds the catalog, submits the run, works the queue with the local event-source-mapping
-runner, prints the run status, draws a map of h_mean and stops the stack.
+runner, prints the run status, keeps a local copy of the output store, draws a map of h_mean over
+the Antarctic drainage basins and stops the stack.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-OUT = Path("demo-output")
+DEFAULT_OUT = Path("demo-output")
 RUN_ID = "demo"
 SOURCE_BUCKET = "nsidc-demo-granules"
+SCALE_BAR_KM = 500
 
 
 def step(text: str) -> None:
@@ -35,8 +38,27 @@ def polar_stereographic(lat, lon, true_scale_lat: float = -71.0):
     return rho * np.sin(lam), rho * np.cos(lam)
 
 
+def draw_basins(ax) -> None:
+    """The shipped Antarctic drainage basin outlines, for geography under the data."""
+    from producer.regions import BASINS, load_region
+
+    for polygon in load_region(BASINS).polygons:
+        for lats, lons in polygon:
+            x, y = polar_stereographic(list(lats) + [lats[0]], list(lons) + [lons[0]])
+            ax.plot(x, y, color="0.55", lw=0.4, zorder=1)
+
+
+def draw_scale_bar(ax, km: int = SCALE_BAR_KM) -> None:
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    left, bottom = x0 + 0.05 * (x1 - x0), y0 + 0.05 * (y1 - y0)
+    ax.plot([left, left + km], [bottom, bottom], color="k", lw=3, solid_capstyle="butt", zorder=3)
+    ax.annotate(f"{km} km", (left + km / 2, bottom), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
+
+
 def draw_map(ds, path: Path) -> int:
-    """Cells with data coloured by h_mean, in polar stereographic. Returns how many were drawn."""
+    """Cells with data coloured by h_mean, in polar stereographic over the drainage basins, with a
+    scale bar. Returns how many cells were drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,12 +78,14 @@ def draw_map(ds, path: Path) -> int:
         rx, ry = polar_stereographic(np.full_like(t, ring), t)
         ax.plot(rx, ry, color="0.8", lw=0.6)
         ax.annotate(f"{ring}°", polar_stereographic(ring, 0.0), color="0.5", fontsize=8)
-    points = ax.scatter(x, y, c=ds["h_mean"].values[filled], s=4, marker="s", cmap="viridis", linewidths=0)
+    draw_basins(ax)
+    points = ax.scatter(x, y, c=ds["h_mean"].values[filled], s=4, marker="s", cmap="viridis", linewidths=0, zorder=2)
     fig.colorbar(points, ax=ax, shrink=0.7, label="h_mean (m above WGS84), order-12 HEALPix cells")
     ax.set_aspect("equal")
     pad = 300
     ax.set_xlim(x.min() - pad, x.max() + pad)
     ax.set_ylim(y.min() - pad, y.max() + pad)
+    draw_scale_bar(ax)
     ax.set_xlabel("x (km, polar stereographic)")
     ax.set_ylabel("y (km)")
     ax.set_title(f"ICESat-2 ATL06 (synthetic) h_mean: {filled.sum():,} cells with data")
@@ -70,23 +94,46 @@ def draw_map(ds, path: Path) -> int:
     return int(filled.sum())
 
 
-def main() -> int:
+def download_store(url: str, folder: Path) -> None:
+    """A local copy of a store in the emulator's S3 (a Zarr store is plain objects under a prefix)."""
+    import shutil
+
+    import boto3
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    shutil.rmtree(folder, ignore_errors=True)
+    s3 = boto3.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/"):
+        for obj in page.get("Contents", []):
+            target = folder / obj["Key"][len(prefix.rstrip("/")) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m producer.demo", description=__doc__.split("\n\n")[1].replace("\n", " "))
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUT, help=f"folder for everything the demo writes (default: {DEFAULT_OUT})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = parse_args(argv).output
     started = time.monotonic()
-    OUT.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     from producer import stack
 
     step("starting the embedded stack (moto server on loopback, template.yaml deployed into it)")
-    state = stack.up(OUT / "stack", stack_name="icesat2-shard-queue-demo")
+    state = stack.up(out / "stack", stack_name="icesat2-shard-queue-demo")
     os.environ.update(state.environment())
     print(f"emulator at {state.endpoint}; stack {state.stack_name}")
     try:
-        return run_demo(state, started)
+        return run_demo(out, started)
     finally:
         step("stopping the embedded stack")
-        stack.down(OUT / "stack")
+        stack.down(out / "stack")
 
 
-def run_demo(state, started: float) -> int:
+def run_demo(out: Path, started: float) -> int:
     import xarray as xr
 
     from shared.deployed import load_stack
@@ -97,19 +144,19 @@ def run_demo(state, started: float) -> int:
     from worker.store import open_store
 
     step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
-    granules = generate(OUT / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)
-    print(f"{len(granules)} granules in {OUT / 'granules'}")
+    granules = generate(out / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)
+    print(f"{len(granules)} granules in {out / 'granules'}")
 
     step(f"uploading them to the emulator's S3 (s3://{SOURCE_BUCKET}/ATL06/)")
     source = upload_granules(granules, SOURCE_BUCKET)
 
     step("building the catalog: python -m producer catalog --granules s3://.../ATL06/")
-    catalog = OUT / "catalog.json"
+    catalog = out / "catalog.json"
     if producer(["catalog", "--granules", source, "--output", str(catalog)]):
         return 1
 
     step("submitting the run: python -m producer --catalog catalog.json --yes")
-    creds = OUT / "emulator-credentials.json"
+    creds = out / "emulator-credentials.json"
     # The emulator accepts any key; a real run gets NASA's from Earthdata login.
     creds.write_text(json.dumps({"accessKeyId": "EMULATOR", "secretAccessKey": "emulator", "sessionToken": "emulator", "expiration": "2099-01-01T00:00:00+00:00"}))
     run_id = f"{RUN_ID}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -118,7 +165,7 @@ def run_demo(state, started: float) -> int:
     outputs = load_stack()
 
     step("working the queue: python -m worker --local --until-empty")
-    log_path = OUT / "worker.log"
+    log_path = out / "worker.log"
     log_path.unlink(missing_ok=True)
     run(read_mapping(outputs.function_name), until_empty=True, log=lambda line: print(line, flush=True), log_path=str(log_path))
 
@@ -127,12 +174,19 @@ def run_demo(state, started: float) -> int:
     from shared.runstatus import RunStatusStore
 
     record = RunStatusStore(outputs.run_table).get_run(run_id)
-    ds = xr.open_zarr(open_store(record.store, read_only=True))
-    png = OUT / "h_mean.png"
+    local_store = out / "h_mean.zarr"
+    download_store(record.store, local_store)
+    ds = xr.open_zarr(local_store)
+    png = out / "h_mean.png"
     drawn = draw_map(ds, png)
     step("done")
     print(f"map of h_mean ({drawn:,} cells with data): {png.resolve()}")
-    print(f"store: {record.store} (in the emulator, gone when it stops); total time {time.monotonic() - started:.0f} s")
+    print(f"store: {record.store}, copied to {local_store} (the emulator's copy is gone when it stops)")
+    print("open it with xarray and xdggs:\n"
+          "    import xarray as xr, xdggs\n"
+          f"    ds = xdggs.decode(xr.open_zarr(\"{local_store}\"))\n"
+          "    ds[\"h_mean\"].where(ds[\"count\"] > 0).dropna(\"cells\")")
+    print(f"total time {time.monotonic() - started:.0f} s")
     bad = record.counts.get("FAILED", 0) + record.counts.get("PARTIAL", 0)
     return 1 if bad else 0
 

@@ -104,3 +104,9 @@ def test_each_error_kind_has_its_own_exit_code(capsys):
         assert errors.run_command(fail, None) == kind.exit_code
         err = capsys.readouterr().err
         assert err.startswith("error: what happened") and "Traceback" not in err
+
+
+def test_demo_help_describes_and_runs_nothing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "producer.demo", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--output" in result.stdout and "embedded stack" in result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -125,7 +125,7 @@ def build(source: Path, output: Path, tolerance: float, order: int = PARENT_ORDE
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m producer.regions.basins", description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=None, help=f"the basin table (default: mortie's {SOURCE_NAME})")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the GeoJSON (default: the packaged antarctica_basins.geojson)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="degrees of arc")
     args = parser.parse_args(argv)
     source = args.source or mortie_source()
