@@ -99,13 +99,29 @@ def redrive(args) -> int:
     return 0
 
 
+RESUBMITTABLE = (ShardStatus.FAILED, ShardStatus.PARTIAL, ShardStatus.PENDING)
+
+
+def resubmittable(text: str) -> list[ShardStatus]:
+    """The statuses named in ``--status``; finished-and-good ones never run again."""
+    names = [s.strip().upper() for s in text.split(",") if s.strip()]
+    allowed = ", ".join(RESUBMITTABLE)
+    unknown = [n for n in names if n not in ShardStatus.__members__]
+    if unknown or not names:
+        raise InputError(f"--status {text!r}: not a shard status (choose from {allowed})")
+    refused = [n for n in names if ShardStatus(n) not in RESUBMITTABLE]
+    if refused:
+        raise InputError(f"--status {', '.join(refused)}: such shards are finished and never run again (choose from {allowed})")
+    return [ShardStatus(n) for n in names]
+
+
 def resubmit(args) -> int:
     """Re-enqueue shards of a run from their records (when their DLQ messages are gone)."""
+    statuses = resubmittable(args.status)
     stack = load_stack(args.stack)
     runs = RunStatusStore(stack.run_table)
     if runs.get_run(args.run_id) is None:
         raise InputError(f"no run {args.run_id} in table {stack.run_table}")
-    statuses = [ShardStatus(s.strip().upper()) for s in args.status.split(",") if s.strip()]
     for name in refresh_credentials(boto3.client("ssm"), runs, {args.run_id}, args.credentials_file, args.refresh_credentials):
         print(f"refreshed credentials parameter {name}")
     messages = []

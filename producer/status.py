@@ -78,7 +78,7 @@ def format_report(report: dict) -> str:
     lines = [
         f"run {report['run_id']} (created {report['created_at']}) -> {report['store']}",
         f"{progress_bar(report)}  {counts}",
-        f"observations {report['observations']:,}; elapsed {report['elapsed_s']:.0f} s; "
+        f"observations {report['observations']:,}; {'took' if report['finished'] else 'elapsed'} {report['elapsed_s']:.0f} s; "
         f"compute {report['compute_seconds']:.0f} s; estimated cost ${report['estimated_cost_usd']:.4f}",
     ]
     for p in report["problems"]:
@@ -96,11 +96,13 @@ def format_report(report: dict) -> str:
 def format_runs(records: list[RunRecord]) -> str:
     if not records:
         return "no runs"
-    lines = [f"{'RUN':<36} {'CREATED':<26} {'SHARDS':>6} {'DONE':>6} {'FAILED':>6}  STORE"]
-    for r in records:
-        done = sum(r.counts.values())
-        lines.append(f"{r.run_id:<36} {r.created_at:<26} {r.shards:>6} {done:>6} {r.counts.get(ShardStatus.FAILED, 0):>6}  {r.store}")
-    return "\n".join(lines)
+    header = ("RUN", "CREATED", "SHARDS", "DONE", "FAILED", "STORE")
+    rows = [(r.run_id, r.created_at, str(r.shards), str(sum(r.counts.values())), str(r.counts.get(ShardStatus.FAILED, 0)), r.store)
+            for r in records]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    align = ("<", "<", ">", ">", ">")
+    return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)) + "  " + row[-1]
+                     for row in [header, *rows])
 
 
 def _dead_letters(sqs, queue_url: str) -> list[DeadLetter]:

@@ -15,7 +15,7 @@ import boto3
 from shared.deployed import load_stack
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
-from shared.credentials import S3Credentials, parameter_name, parse_credentials, put_credentials
+from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, parameter_name, parse_credentials, put_credentials
 from shared.errors import CredentialsError, InputError, RunError
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
@@ -168,7 +168,10 @@ def submit(args) -> int:
     read_param = parameter_name(stack.parameter_prefix, run_id, "read")
     read_creds = nasa_credentials(args.credentials_file)
     if read_creds.expired():
-        raise CredentialsError(f"the S3 read credentials expired at {read_creds.expiration}: get fresh ones")
+        raise CredentialsError(
+            f"the S3 read credentials expire at {read_creds.expiration}, within {EXPIRY_MARGIN_MINUTES} minutes "
+            "(or have expired): a run needs fresher ones"
+        )
     put_credentials(ssm, read_param, read_creds)
     output_param = None
     output_creds = None

@@ -38,6 +38,11 @@ class GranuleFailure(BaseModel):
     reason: str
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 granule', '2 granules'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 class ShardResult(BaseModel):
     """The outcome of one shard. A failed granule can never yield a SUCCEEDED shard."""
 
@@ -60,9 +65,9 @@ class ShardResult(BaseModel):
 
     def summary(self) -> str:
         line = (
-            f"shard {self.shard_key} {self.status}: {self.granules_read} granules read, "
-            f"{len(self.granules_failed)} failed, {self.observations} observations, "
-            f"{self.cells_with_data} cells, {self.duration_s:.2f} s"
+            f"shard {self.shard_key} {self.status}: {plural(self.granules_read, 'granule')} read, "
+            f"{len(self.granules_failed)} failed, {plural(self.observations, 'observation')}, "
+            f"{plural(self.cells_with_data, 'cell')}, {self.duration_s:.2f} s"
         )
         if self.error:
             line += f" - {self.error}"

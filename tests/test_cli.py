@@ -110,3 +110,25 @@ def test_demo_help_describes_and_runs_nothing(tmp_path):
     result = subprocess.run([sys.executable, "-m", "producer.demo", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--output" in result.stdout and "embedded stack" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("status, says", [("BOGUS", "not a shard status"), ("SUCCEEDED", "never run again"), ("", "not a shard status")])
+def test_resubmit_refuses_statuses_it_cannot_resubmit(status, says):
+    result = run("-m", "producer", "resubmit", "some-run", "--status", status)
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_runs_table_columns_line_up():
+    from producer.status import format_runs
+    from shared.runstatus import RunRecord
+
+    records = [RunRecord(run_id=run_id, catalog="c", catalog_hash="h", config={}, store=f"s3://b/{run_id}.zarr",
+                         credentials_parameter="p", shards=shards, granules=1) for run_id, shards in (("a" * 50, 1344), ("b", 3))]
+    lines = format_runs(records).splitlines()
+    assert len({line.index("s3://") for line in lines[1:]}) == 1 and lines[0].index("STORE") == lines[1].index("s3://")
+
+
+def test_counts_are_worded_for_one_and_many():
+    from shared.results import plural
+
+    assert (plural(1, "granule"), plural(2, "granule"), plural(1500, "cell")) == ("1 granule", "2 granules", "1,500 cells")
