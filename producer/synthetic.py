@@ -32,7 +32,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
+from shared.mission import ATLAS_EPOCH, ATLAS_SDP_GPS_EPOCH, BEAMS, CYCLE_DAYS, INCLINATION_DEG, RGT_COUNT
+
 RELEASE, VERSION = "006", "01"
 
 FILL_F32 = np.float32(np.finfo(np.float32).max)  # 3.4028235e+38, ATL06's _FillValue for heights
@@ -42,13 +43,11 @@ CHUNK = 10_000  # ATL06's chunk length, even for datasets shorter than that
 # --- Orbit -------------------------------------------------------------------------------------
 EARTH_RADIUS_M = 6_371_008.8  # mean radius: a sphere is within 0.5 % of WGS84 for distances
 CIRCUMFERENCE_M = 2 * np.pi * EARTH_RADIUS_M
-INCLINATION_DEG = 92.0
 # The southernmost latitude of an RGT: -88 (a beam 3.3 km on the pole side goes 0.03 deg further).
 VERTEX_LAT_DEG = INCLINATION_DEG - 180.0
-N_RGT = 1387
 # 1,387 revolutions repeat the ground track in 91 *nodal* days, so each revolution lands
 # 360*91/1387 degrees further west; the Earth turns that much under one revolution.
-DRIFT_PER_REV_DEG = 360.0 * 91 / N_RGT
+DRIFT_PER_REV_DEG = 360.0 * CYCLE_DAYS / RGT_COUNT
 # Nodal period fitted on the real RGT 54 cycle 2 granule (1,387 of them are ~90.8 solar days;
 # a 91-day schedule would put cycle 14 two days late).
 ORBIT_PERIOD_S = 5657.38
@@ -57,8 +56,6 @@ GROUND_SPEED_M_S = CIRCUMFERENCE_M / ORBIT_PERIOD_S
 ANCHOR_RGT, ANCHOR_CYCLE = 234, 1
 ANCHOR_NODE_TIME_S = 24704969.9642394  # seconds since the ATLAS epoch
 ANCHOR_NODE_LON_DEG = -103.42874532
-ATLAS_EPOCH = datetime(2018, 1, 1, tzinfo=UTC)
-ATLAS_SDP_GPS_EPOCH = 1198800018.0  # GPS seconds of the ATLAS epoch (ancillary_data)
 # The southern vertex is three quarters of a revolution after the ascending node.
 VERTEX_FRACTION = 0.75
 
@@ -122,7 +119,7 @@ def vertex_lon_deg(rgt: int) -> float:
 
 def vertex_time_s(rgt: int, cycle: int) -> float:
     """Seconds since the ATLAS epoch at which an RGT of a cycle passes its southern vertex."""
-    revs = (cycle - ANCHOR_CYCLE) * N_RGT + (rgt - ANCHOR_RGT) + VERTEX_FRACTION
+    revs = (cycle - ANCHOR_CYCLE) * RGT_COUNT + (rgt - ANCHOR_RGT) + VERTEX_FRACTION
     return ANCHOR_NODE_TIME_S + revs * ORBIT_PERIOD_S
 
 
@@ -261,8 +258,8 @@ def granule_name(start: datetime, rgt: int, cycle: int, region: int) -> str:
 
 
 def _check(rgt: int, cycle: int, region: int, n_segments: int, spacing_m: float, seed: int) -> None:
-    if not 1 <= rgt <= N_RGT:
-        raise ValueError(f"rgt must be in 1..{N_RGT}, got {rgt}")
+    if not 1 <= rgt <= RGT_COUNT:
+        raise ValueError(f"rgt must be in 1..{RGT_COUNT}, got {rgt}")
     if not 1 <= cycle <= 99:
         raise ValueError(f"cycle must be in 1..99, got {cycle}")
     if not 1 <= region <= 14:
@@ -411,13 +408,13 @@ SEGMENT_DATASETS: dict[str, tuple[np.dtype, object, dict[str, object]]] = {
     "delta_time": (np.dtype("f8"), None, _attrs(
         contentType="referenceInformation", coordinates="latitude longitude",
         description="Number of GPS seconds since the ATLAS SDP epoch.", long_name="Elapsed GPS seconds",
-        standard_name="time", units="seconds since 2018-01-01")),
+        standard_name="time", units=f"seconds since {ATLAS_EPOCH:%Y-%m-%d}")),
 }
 
 # Flying forward: spot 6 (weak) is gt1l, spot 1 (strong) is gt3r.
 BEAM_ATTRS = {
     beam: _attrs(
-        Description="Contains subgroups organized by Ground Track (gt1l, gt1r, gt2l, gt2r, gt3l and gt3r)",
+        Description=f"Contains subgroups organized by Ground Track ({', '.join(BEAMS[:-1])} and {BEAMS[-1]})",
         atlas_pce=f"pce{3 - i // 2}",
         atlas_beam_type="weak" if beam.endswith("l") else "strong",
         groundtrack_id=beam,
@@ -489,7 +486,7 @@ def _write_h5(path: Path, g: Granule) -> None:
         _scalar(orbit, "cycle_number", g.cycle, "i1")
         _scalar(orbit, "lan", g.node_lon, "f8")
         _scalar(orbit, "crossing_time", g.node_time, "f8")
-        _scalar(orbit, "orbit_number", ((g.cycle - 1) * N_RGT + g.rgt) % 65536, "u2")
+        _scalar(orbit, "orbit_number", ((g.cycle - 1) * RGT_COUNT + g.rgt) % 65536, "u2")
         _scalar(orbit, "sc_orient", 1, "i1")  # forward
 
         anc = _group(f, "ancillary_data")
@@ -582,14 +579,14 @@ def generate(
         raise ValueError(f"n_granules must be non-negative, got {n_granules}")
     if through is not None:
         through = check_through(through)
-    last_cycle = cycle + (n_granules - 1) // N_RGT if n_granules else cycle
+    last_cycle = cycle + (n_granules - 1) // RGT_COUNT if n_granules else cycle
     if cycle < 1 or last_cycle > 99:
         raise ValueError(f"cycles {cycle}..{last_cycle} do not fit in 1..99")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(seed)
-    rgts = rng.permutation(N_RGT) + 1
+    rgts = rng.permutation(RGT_COUNT) + 1
     paths = []
     for i in range(n_granules):
         if through is None:
@@ -599,7 +596,7 @@ def generate(
         else:
             region = int(rng.choice((10, 12)))
         paths.append(write_granule(
-            out, rgt=int(rgts[i % N_RGT]), cycle=cycle + i // N_RGT, region=region,
+            out, rgt=int(rgts[i % RGT_COUNT]), cycle=cycle + i // RGT_COUNT, region=region,
             n_segments=n_segments, spacing_m=spacing_m, seed=seed, through=through,
         ))
     return paths
