@@ -27,7 +27,7 @@ from producer.synthetic.attributes import FILL_F32
 from producer.synthetic.cli import glue_negative_value, main
 from producer.synthetic.generate import generate, write_granule
 from producer.synthetic.orbit import EARTH_RADIUS_M
-from producer.synthetic.simulate import Granule, check_through, granule_name, simulate_granule
+from producer.synthetic.simulate import SimulatedGranule, check_through, granule_name, simulate_granule
 from shared.mission import ATLAS_EPOCH, ATLAS_SDP_GPS_EPOCH, BEAMS
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "BEAMS",
     "EARTH_RADIUS_M",
     "FILL_F32",
-    "Granule",
+    "SimulatedGranule",
     "check_through",
     "generate",
     "glue_negative_value",

@@ -13,7 +13,7 @@ import numpy as np
 from shared.mission import ATLAS_EPOCH, BEAMS
 
 if TYPE_CHECKING:
-    from producer.synthetic.simulate import Granule
+    from producer.synthetic.simulate import SimulatedGranule
 
 __all__ = [
     "BEAM_ATTRS",
@@ -91,7 +91,7 @@ SEGMENTS_ATTRS = attrs(
 )
 
 
-def file_attrs(g: Granule, t0: float, t1: float) -> dict[str, object]:
+def file_attrs(g: SimulatedGranule, t0: float, t1: float) -> dict[str, object]:
     """The root attributes of a granule whose segments span delta_time ``t0``..``t1``."""
     lats = np.concatenate([b["latitude"] for b in g.beams.values()])
     lons = np.concatenate([b["longitude"] for b in g.beams.values()])

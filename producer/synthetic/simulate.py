@@ -34,11 +34,13 @@ from producer.synthetic.orbit import (
 from producer.synthetic.surface import ice_surface, measure_beam
 from shared.mission import BEAMS, RGT_COUNT
 
-__all__ = ["Granule", "check_through", "granule_name", "simulate_granule"]
+__all__ = ["SimulatedGranule", "check_through", "granule_name", "simulate_granule"]
 
 
 @dataclass
-class Granule:
+class SimulatedGranule:
+    """The arrays and identity of one synthetic granule, before it is written."""
+
     rgt: int
     cycle: int
     region: int
@@ -97,7 +99,7 @@ def simulate_granule(
     through: tuple[float, float] | None = None,
     start: datetime | None = None,
     through_offset_m: float = 2000.0,
-) -> Granule:
+) -> SimulatedGranule:
     """Arrays of one granule (see :func:`~producer.synthetic.generate.write_granule` for the parameters)."""
     _check(rgt, cycle, region, n_segments, spacing_m, seed)
     # Every parameter that names the granule enters the seed, so granules of one seed differ.
@@ -141,7 +143,7 @@ def simulate_granule(
             "delta_time": delta_time,
         }
     node_lon = float(wrap_lon(vertex_lon - 90.0 + VERTEX_FRACTION * DRIFT_PER_REV_DEG))
-    return Granule(
+    return SimulatedGranule(
         rgt=rgt,
         cycle=cycle,
         region=region,

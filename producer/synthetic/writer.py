@@ -19,7 +19,7 @@ from producer.synthetic.attributes import (
     VERSION,
     file_attrs,
 )
-from producer.synthetic.simulate import Granule
+from producer.synthetic.simulate import SimulatedGranule
 from shared.mission import ATLAS_SDP_GPS_EPOCH, RGT_COUNT
 
 __all__ = ["CHUNK", "write_h5"]
@@ -48,7 +48,7 @@ def _scalar(group: h5py.Group, name: str, value: object, dtype: str | None = Non
     group.create_dataset(name, data=data, track_times=False)
 
 
-def write_h5(path: Path, g: Granule) -> None:
+def write_h5(path: Path, g: SimulatedGranule) -> None:
     """Write ``g`` to ``path`` (replacing any file there)."""
     t0 = min(b["delta_time"][0] for b in g.beams.values())
     t1 = max(b["delta_time"][-1] for b in g.beams.values())
