@@ -42,7 +42,7 @@ from bench.data import CACHE_DIR, InputSpec, granules
 from bench.minimum import shard_minimum
 from bench.run import STRATEGIES
 from producer.stack import upload_granules
-from producer.synthetic import glue_negative_value
+from producer.synthetic.cli import glue_negative_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-granules"

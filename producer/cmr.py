@@ -341,13 +341,13 @@ def assign_shards(granules: Iterable[Granule], region_shards: np.ndarray, counts
 
 # -- the command --------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Plan:
+class SearchPlan:
     spec: SearchSpec
     region: Region
     region_shards: np.ndarray
 
 
-def plan(args: Any) -> Plan:
+def plan(args: Any) -> SearchPlan:
     """Validate the command line and work out the search: window, region, box."""
     cycle, start_date, end_date = _cycle(args.cycle), args.start_date, args.end_date
     if cycle is not None and (start_date or end_date):
@@ -376,7 +376,7 @@ def plan(args: Any) -> Plan:
         provider=getattr(args, "provider", None) or PROVIDER,
         cycle=cycle,
     )
-    return Plan(spec, region, region_shards)
+    return SearchPlan(spec, region, region_shards)
 
 
 def _cycle(value: str | int | None) -> int | None:
@@ -413,7 +413,7 @@ def _version(version: str | int | None) -> str:
     return text.zfill(3) if text.isdigit() else text
 
 
-def describe(p: Plan, output: str | None) -> str:
+def describe(p: SearchPlan, output: str | None) -> str:
     """What a search would do, for --dry-run."""
     s = p.spec
     lines = [
@@ -432,7 +432,7 @@ def describe(p: Plan, output: str | None) -> str:
     return "\n".join(lines)
 
 
-def build_catalog(p: Plan, result: SearchResult, started: float) -> tuple[ShardMap, Counts]:
+def build_catalog(p: SearchPlan, result: SearchResult, started: float) -> tuple[ShardMap, Counts]:
     counts = Counts(cmr_hits=result.hits, received=len(result.items))
     granules = unique_granules((parse_granule(item) for item in result.items), counts)
     granules = select_cycle(granules, p.spec.cycle, counts)

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-CYCLE_DAYS = 91
-RGT_COUNT = 1387
+from shared.mission import CYCLE_DAYS
+
 DATA_START = date(2018, 10, 13)  # first science data: RGT 234, cycle 1 (partial)
 ANCHOR_CYCLE, ANCHOR_START = 14, date(2021, 12, 22)  # published cycle 14 start
 SEARCH_MARGIN = timedelta(days=10)

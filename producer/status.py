@@ -13,12 +13,12 @@ from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
 from shared.errors import InputError
-from shared.results import ShardStatus
+from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 
 PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
-ORDER = (ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED)
+ORDER = tuple(ShardStatus)  # as declared: unfinished first, then the finished ones
 
 
 def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter] = ()) -> dict:
@@ -35,7 +35,7 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
     created = datetime.fromisoformat(run.created_at)
     finished = [s.finished_at for s in shards if s.finished_at]
     dead = [d for d in dead_letters if d.run_id == run_id]
-    unfinished = {s.shard_key for s in shards if s.status in (ShardStatus.PENDING, ShardStatus.RUNNING)}
+    unfinished = {s.shard_key for s in shards if not s.status.finished}
     stuck = {d.shard_key for d in dead} & unfinished  # dead-lettered, but the record could not say so
     done = not unfinished - stuck
     end = datetime.fromisoformat(max(finished)) if done and finished else datetime.now(timezone.utc)
@@ -68,7 +68,7 @@ def _problem(shard: ShardRecord) -> dict:
 
 def progress_bar(report: dict, width: int = 40) -> str:
     total = max(report["shards"], 1)
-    finished = sum(report["counts"][str(s)] for s in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED))
+    finished = sum(report["counts"][str(s)] for s in FINISHED)
     filled = int(width * finished / total)
     return f"[{'#' * filled}{'.' * (width - filled)}] {finished}/{report['shards']}"
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shared.errors import ConfigError
+from shared.mission import BEAMS
 from shared.reducers import REDUCERS
 
 
@@ -41,7 +42,7 @@ class PipelineConfig(BaseModel):
 
     name: str
     product: str = "ATL06"
-    beams: tuple[str, ...]
+    beams: tuple[str, ...] = BEAMS  # a config may name fewer
     group: str
     latitude: str
     longitude: str

@@ -14,8 +14,10 @@ import pytest
 from h5coro import filedriver, h5coro
 
 from producer import synthetic
-from producer.synthetic import BEAMS, FILL_F32, generate, simulate_granule, write_granule
+from producer.synthetic import FILL_F32, generate, simulate_granule, write_granule
+from producer.synthetic.orbit import EARTH_RADIUS_M
 from shared.grid import shard_keys_of
+from shared.mission import ATLAS_EPOCH, ATLAS_SDP_GPS_EPOCH, BEAMS
 
 FIELDS = {
     "latitude": np.float64,
@@ -35,7 +37,7 @@ def distance_m(lat1, lon1, lat2, lon2):
     """Great-circle distance on the generator's sphere (haversine)."""
     p1, l1, p2, l2 = (np.radians(v) for v in (lat1, lon1, lat2, lon2))
     a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
-    return 2 * synthetic.EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
 
 
 def read_beams(path: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -119,7 +121,7 @@ def test_file_name_encodes_rgt_cycle_region_and_start(tmp_path):
     assert path.parent == tmp_path
     assert path.name == "ATL06_20220102030405_00071412_006_01.h5"
     with h5py.File(path, "r") as f:
-        assert f["gt2r/land_ice_segments/delta_time"][0] == pytest.approx((start - synthetic.ATLAS_EPOCH).total_seconds())
+        assert f["gt2r/land_ice_segments/delta_time"][0] == pytest.approx((start - ATLAS_EPOCH).total_seconds())
         assert f["ancillary_data/end_rgt"][0] == 7
 
 
@@ -203,7 +205,7 @@ def test_synthetic_rgt_54_follows_the_real_one(data_dir):
     real = data_dir / "atl06-flat-antarctic" / "ATL06_20190101001723_00540210_209_01_gt2l.h5"
     with h5py.File(real, "r") as f:
         lat, lon = f["lat"][::500], f["lon"][::500]
-        t = f["t_sec"][::500] - synthetic.ATLAS_SDP_GPS_EPOCH
+        t = f["t_sec"][::500] - ATLAS_SDP_GPS_EPOCH
     g = simulate_granule(rgt=54, cycle=2, region=10, n_segments=30_000, spacing_m=100.0, seed=0)
     b = g.beams["gt2l"]
     south = lat < -61.0  # the synthetic granule stops at 60S

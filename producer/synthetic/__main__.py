@@ -1,0 +1,5 @@
+import sys
+
+from producer.synthetic.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""``python -m producer status``: the report's counts, finished flag and progress bar, from records alone."""
+
+from __future__ import annotations
+
+from producer.status import progress_bar, run_report
+from shared.results import ShardStatus
+from shared.runstatus import RunRecord, ShardRecord
+
+CREATED, ENDED = "2024-01-01T00:00:00+00:00", "2024-01-01T00:10:00+00:00"
+
+
+class Runs:
+    """The two queries run_report makes of a RunStatusStore."""
+
+    table = "runs"
+
+    def __init__(self, statuses: list[ShardStatus]):
+        self.run = RunRecord(run_id="r", created_at=CREATED, catalog="c", catalog_hash="h", config={}, store="s",
+                             credentials_parameter="p", shards=len(statuses), granules=len(statuses))
+        self.records = [
+            ShardRecord(run_id="r", shard_key=i, shard_index=i, status=s, granules=1,
+                        finished_at=ENDED if s.finished else None)
+            for i, s in enumerate(statuses)
+        ]
+
+    def get_run(self, run_id):
+        return self.run
+
+    def shards(self, run_id):
+        return iter(self.records)
+
+
+def test_counts_every_status_in_order_and_finishes_when_no_shard_is_pending_or_running():
+    statuses = [ShardStatus.SUCCEEDED] * 2 + [ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED]
+    report = run_report(Runs(statuses), "r")
+    assert list(report["counts"]) == ["PENDING", "RUNNING", "SUCCEEDED", "EMPTY", "PARTIAL", "FAILED"]
+    assert report["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "EMPTY": 1, "PARTIAL": 1, "FAILED": 1}
+    assert report["finished"] and report["elapsed_s"] == 600.0
+    assert progress_bar(report, width=10) == "[##########] 5/5"
+
+
+def test_pending_and_running_shards_are_not_finished():
+    report = run_report(Runs([ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.EMPTY, ShardStatus.FAILED]), "r")
+    assert not report["finished"]
+    assert progress_bar(report, width=8) == "[####....] 2/4"
