@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from producer import stack
 from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.synthetic import generate
@@ -113,12 +115,16 @@ def runners(tmp_path):
     """Start ``python -m worker --local ...`` subprocesses, each in its own process group; kill leftovers."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str, name: str = "runner") -> subprocess.Popen:
-        out = tmp_path / f"{name}.out"
-        cmd = [sys.executable, "-m", "worker", "--local", "--log-file", str(tmp_path / f"{name}.jsonl"), *args]
-        with out.open("w") as sink:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    def start(*args: str, name: str = "runner", function_log: bool = True) -> subprocess.Popen:
+        """The function's log goes to NAME.jsonl (or, without ``function_log``, to the runner's stderr)."""
+        out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        log_file = ["--log-file", str(tmp_path / f"{name}.jsonl")] if function_log else []
+        cmd = [sys.executable, "-m", "worker", "--local", *log_file, *args]
+        with out.open("w") as stdout, err.open("w") as stderr:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=stdout, stderr=stderr,
+                                    start_new_session=True)
         proc.out_path = out  # type: ignore[attr-defined]
+        proc.err_path = err  # type: ignore[attr-defined]
         proc.log_path = tmp_path / f"{name}.jsonl"  # type: ignore[attr-defined]
         started.append(proc)
         return proc
@@ -136,7 +142,8 @@ def runners(tmp_path):
 def output_of(proc: subprocess.Popen) -> str:
     """The runner's output and the last lines of its function log, for failure messages."""
     log = proc.log_path.read_text().splitlines()[-15:] if proc.log_path.exists() else []  # type: ignore[attr-defined]
-    return proc.out_path.read_text() + "\n--- function log (last lines) ---\n" + "\n".join(log)  # type: ignore[attr-defined]
+    streams = proc.out_path.read_text() + proc.err_path.read_text()  # type: ignore[attr-defined]
+    return streams + "\n--- function log (last lines) ---\n" + "\n".join(log)
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float, what: str) -> int:
@@ -258,6 +265,16 @@ def json_records(text: str) -> list[dict]:
         except json.JSONDecodeError:
             i = text.find("\n", i) + 1 or len(text)  # not JSON (a stray warning line): skip the line
     return records
+
+
+def wait_mid_run(world: World, run_id: str, runner: subprocess.Popen) -> None:
+    """Until some shards of the run finished and one is in flight."""
+    def mid_run():
+        records = list(world.runs().shards(run_id))
+        return sum(r.status in FINISHED for r in records) >= 2 and any(r.status == ShardStatus.RUNNING for r in records)
+
+    wait_for(mid_run, STATE_WAIT_S, lambda: f"the run to be under way; runner output:\n{output_of(runner)}",
+             interval=0.2)
 
 
 def status_json(run_id: str, capsys=None) -> tuple[int, dict]:
@@ -456,12 +473,7 @@ def test_interrupted_runner_loses_no_message(world, runners):
     runs = world.runs()
 
     first = runners(name="interrupted")
-
-    def mid_run():  # some shards finished and one in flight
-        records = list(runs.shards(run_id))
-        return sum(r.status in FINISHED for r in records) >= 2 and any(r.status == ShardStatus.RUNNING for r in records)
-
-    wait_for(mid_run, STATE_WAIT_S, lambda: f"the run to be under way; runner output:\n{output_of(first)}", interval=0.2)
+    wait_mid_run(world, run_id, first)
     os.killpg(first.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
     rc = wait_exit(first, 60, "the runner after Ctrl-C")
     assert rc == 0, output_of(first)
@@ -491,3 +503,107 @@ def test_interrupted_runner_loses_no_message(world, runners):
     assert run.observations == int(ds["count"].values.sum())
     assert_matches_independent(ds, world.expected)
     assert_queues_empty(world.outputs)
+
+
+# -- 6. the workers stop with the runner, whatever stops it ----------------------------------------------
+STOP_S = 20  # small shards: a record in flight finishes in a second or two
+STOP_SHARDS = 10  # enough that some are left when the stop comes mid-run
+
+
+def handler_traces(world: World, run_id: str) -> tuple:
+    """What any handler call would change: the shard records' statuses and attempts, the queue's counts."""
+    return {r.shard_key: (r.status, r.attempts) for r in world.runs().shards(run_id)}, counts(world.outputs)
+
+
+def assert_none_lost(world: World, run_id: str) -> None:
+    """Every record in flight was finished and deleted; every unfinished shard still has its message queued."""
+    records = list(world.runs().shards(run_id))
+    unfinished = [r.shard_key for r in records if r.status not in FINISHED]
+    assert unfinished, "the stop came after the whole run: nothing was tested"
+    assert {r.status for r in records if r.status in FINISHED} <= DONE
+    assert counts(world.outputs) == {"": len(unfinished), "NotVisible": 0, "Delayed": 0}, unfinished
+    discard_queued(world)
+
+
+def discard_queued(world: World) -> None:
+    """Delete what is left on the queue (the queue allows one purge a minute: leave it to failed tests)."""
+    sqs = boto3.client("sqs")
+    while got := sqs.receive_message(QueueUrl=world.outputs.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        sqs.delete_message_batch(QueueUrl=world.outputs.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+
+
+def assert_no_handler_call_after(world: World, run_id: str, workers: list[int], seconds: float = 3) -> None:
+    assert not any(alive(p) for p in workers)
+    before = handler_traces(world, run_id)
+    time.sleep(seconds)  # a worker left polling would have received a message (in flight) or started a shard
+    assert handler_traces(world, run_id) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)  # SIGINT: test 5
+def test_a_stop_signal_to_the_runner_stops_its_workers_and_loses_nothing(world, runners, signum):
+    run_id = f"stopped-by-{signum.name.lower()}"
+    assert submit(world.catalog, world.credentials, run_id, "--max-shards", str(STOP_SHARDS)) == 0
+    runner = runners(name=run_id)
+    wait_mid_run(world, run_id, runner)
+    workers = worker_pids(runner.pid)
+    assert len(workers) == 2
+    sent = time.monotonic()
+    os.kill(runner.pid, signum)  # the runner alone, as `kill PID` or a service manager would
+    rc = wait_exit(runner, STOP_S, f"the runner after {signum.name}")
+    wait_for(lambda: not any(alive(p) for p in workers), STOP_S - (time.monotonic() - sent),
+             lambda: f"its workers {workers} to stop with the runner; runner output:\n{output_of(runner)}")
+    assert rc == 0 and "stopping" in output_of(runner), output_of(runner)
+    assert_no_handler_call_after(world, run_id, workers)
+    assert_none_lost(world, run_id)
+
+
+def test_the_workers_of_a_killed_runner_notice_and_stop_losing_nothing(world, runners):
+    run_id = "runner-killed"
+    assert submit(world.catalog, world.credentials, run_id, "--max-shards", str(STOP_SHARDS)) == 0
+    runner = runners(name=run_id)
+    wait_mid_run(world, run_id, runner)
+    workers = worker_pids(runner.pid)
+    assert len(workers) == 2
+    os.kill(runner.pid, signal.SIGKILL)  # no chance to tell its workers anything
+    runner.wait()
+    wait_for(lambda: not any(alive(p) for p in workers), STOP_S,
+             lambda: f"the workers {workers} of the killed runner to stop; runner output:\n{output_of(runner)}")
+    assert_no_handler_call_after(world, run_id, workers)
+    assert_none_lost(world, run_id)
+
+
+@pytest.fixture
+def own_stack(tmp_path, monkeypatch):
+    """A stack of the test's own, to break (the module's stays up); the test's environment points at it."""
+    root = tmp_path / "own-stack"
+    state = stack.up(root, stack_name=f"own{uuid.uuid4().hex[:8]}")
+    for key, value in state.environment().items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield root
+    finally:
+        stack.down(root)
+
+
+@pytest.mark.parametrize("how, args", [("queue deleted", ["--until-empty"]), ("emulator stopped", [])])
+def test_a_runner_whose_queue_goes_away_says_so_and_stops(own_stack, runners, how, args):
+    outputs = load_stack()
+    sqs = boto3.client("sqs")
+    sqs.send_message(QueueUrl=outputs.queue_url, MessageBody="{}", DelaySeconds=900)  # --until-empty keeps polling
+    # Without --log-file the workers' own output (tracebacks included) would land in the runner's stderr.
+    runner = runners(*args, name="orphaned", function_log=False)
+    workers = wait_for(lambda: len(p := worker_pids(runner.pid)) == 2 and p, 60, "the runner's two worker processes")
+    wait_for(lambda: "polling" in runner.out_path.read_text(), 60, lambda: f"the runner to poll:\n{output_of(runner)}")
+    if how == "queue deleted":
+        sqs.delete_queue(QueueUrl=outputs.queue_url)
+    else:
+        stack.down(own_stack)
+    rc = wait_exit(runner, 90, f"the runner after its {how}")
+    out, err = runner.out_path.read_text(), runner.err_path.read_text()
+    assert rc == 2 and "Traceback" not in out + err, output_of(runner)
+    assert "died" not in out, "workers that found the queue gone were restarted"
+    (line,) = err.strip().splitlines()
+    what = "no longer exists" if how == "queue deleted" else "refuses connections"
+    assert line.startswith("error: ") and what in line and "run python -m producer stack up" in line, line
+    assert not any(alive(p) for p in workers)

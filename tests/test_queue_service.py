@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -17,6 +19,7 @@ from shared.runstatus import RunStatusStore
 from tests.independent import expected_cells, kept_points
 from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, submit, upload, worker_environment
 from tests.test_real_data import assert_matches_independent
+from worker.service import Outcome, Services, handle
 from worker.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -87,6 +90,54 @@ def test_duplicate_delivery_is_processed_and_counted_once(env, catalog, tmp_path
     assert sum(run.counts.values()) == 2
     key = json.loads(first["Body"])["shard_key"]
     assert runs(env).get_shard("dup", key).attempts == 1
+
+
+class QuietLog:
+    """The handler's logger, minus the output."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+def finishing_together(services: Services, barrier: threading.Barrier) -> Services:
+    """These services' shard-finishing transactions start together with those of the others at the barrier."""
+    client = services.runs.client
+    transact = client.transact_write_items
+
+    def at_the_barrier(**kwargs):
+        barrier.wait(timeout=60)
+        return transact(**kwargs)
+
+    client.transact_write_items = at_the_barrier
+    return services
+
+
+def test_duplicate_deliveries_finishing_at_the_same_moment_are_counted_once(env, catalog, tmp_path):
+    """At-least-once delivery: two handler calls hold copies of one shard message and finish it together."""
+    shards, copies = min(8, len(json.loads(catalog.read_text())["shard_keys"])), 2
+    assert submit(catalog, credentials_file(tmp_path), "simultaneous", "--max-shards", str(shards)) == 0
+    sqs = boto3.client("sqs")
+    bodies = []
+    for _ in range(100):  # the queue hands out what it holds over a few receives
+        got = sqs.receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60)
+        for m in got.get("Messages", []):
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=env.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        if len(bodies) == shards:
+            break
+    assert len(bodies) == shards
+    for body in bodies:
+        barrier = threading.Barrier(copies)
+        calls = [finishing_together(Services.from_env(), barrier) for _ in range(copies)]
+        with ThreadPoolExecutor(copies) as pool:
+            outcomes = list(pool.map(lambda s: handle(body, 1, s, lambda: float("inf"), QuietLog()), calls))
+        assert outcomes == [Outcome.DONE] * copies
+    records = list(runs(env).shards("simultaneous"))
+    statuses = {r.shard_key: r.status for r in records}
+    assert set(statuses.values()) <= {ShardStatus.SUCCEEDED, ShardStatus.EMPTY}, statuses
+    run = runs(env).get_run("simultaneous")
+    assert sum(run.counts.values()) == shards, run.counts
+    assert run.observations == sum(r.observations for r in records)
 
 
 def test_resubmitting_the_same_run_id_sends_nothing_new(env, catalog, tmp_path, capsys):

@@ -5,22 +5,30 @@ and the function's timeout, reserved concurrency and environment. Each of up to 
 processes long-polls the queue, invokes ``worker.handler.lambda_handler`` with a Lambda-like
 context (deadline from the function timeout), and deletes the records the handler did not
 report as failed. Failed records are left alone, so the queue's redrive policy moves them to the
-DLQ after maxReceiveCount receives. Ctrl-C stops polling; a record in flight is either finished
-or left on the queue for redelivery: none is lost.
+DLQ after maxReceiveCount receives. A stop signal to the runner (SIGINT, SIGTERM, SIGHUP) stops
+polling, and its workers stop with it, as they do if the runner is killed; a record in flight is
+either finished and deleted or left on the queue for redelivery: none is lost. A queue that
+disappears (deleted, or the embedded stack stopped) ends the run with one line saying so.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import signal
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError
 from pydantic import BaseModel
+
+from shared.errors import ShardQueueError
 
 POLL_WAIT_SECONDS = 2  # long-poll length: short, so a stop request is honoured quickly
 MAX_DEATHS_PER_WORKER = 5  # a worker that keeps dying (say, it cannot import) is not restarted forever
@@ -99,12 +107,90 @@ def sqs_event(messages: list[dict], queue_arn: str) -> dict:
     } for m in messages]}
 
 
-def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_timeout: int | None, log_path: str | None = None) -> None:
+class QueueUnavailable(ShardQueueError):
+    """The queue cannot be polled any more: it was deleted, or its endpoint is gone."""
+
+
+# Exit codes of a worker process that found the queue unusable; the runner says why and stops.
+QUEUE_GONE_EXIT, ENDPOINT_DOWN_EXIT = 3, 4
+NO_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+TICK_SECONDS = 0.1  # how often the runner looks at its signals while it waits
+UNAVAILABLE_GRACE_SECONDS = 5  # with the queue gone, records in flight cannot be recorded: stop soon
+
+
+def unavailable_exit(exc: BaseException) -> int | None:
+    """The worker exit code for an error that no retry can mend (after botocore's own retries), else None."""
+    if isinstance(exc, (EndpointConnectionError, ConnectionClosedError)):
+        return ENDPOINT_DOWN_EXIT
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in NO_QUEUE_CODES:
+        return QUEUE_GONE_EXIT
+    return None
+
+
+EMBEDDED_GONE = "the embedded stack was stopped or restarted; run python -m producer stack up and submit again"
+WHAT_TO_DO = {  # (exit code, on AWS?) -> what to do
+    (QUEUE_GONE_EXIT, True): "was the stack deleted? deploy it (sam deploy) and submit again",
+    (ENDPOINT_DOWN_EXIT, True): "check the network and run this again",
+    (QUEUE_GONE_EXIT, False): EMBEDDED_GONE,
+    (ENDPOINT_DOWN_EXIT, False): EMBEDDED_GONE,
+}
+
+
+def unavailable(exit_code: int, queue_url: str, endpoint: str) -> QueueUnavailable:
+    """What happened and what to do, in one line."""
+    if exit_code == QUEUE_GONE_EXIT:
+        what = f"the queue {queue_url} no longer exists"
+    else:
+        what = f"the queue's endpoint {endpoint} refuses connections"
+    return QueueUnavailable(f"{what}: {WHAT_TO_DO[exit_code, 'amazonaws.com' in endpoint]}")
+
+
+class StopRequests:
+    """The stop signals (SIGINT, SIGTERM, SIGHUP) a process has received, counted, not raised.
+
+    A handler that only records keeps every stop at a point the process chooses (between records,
+    between checks), never in the middle of a receive or a delete.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+    def listen(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
+            self._previous = {s: signal.signal(s, self._record) for s in STOP_SIGNALS}
+        return self
+
+    def __enter__(self) -> "StopRequests":
+        return self.listen()
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def nap(self, seconds: float) -> None:
+        """Sleep, waking early when a stop signal arrives."""
+        deadline = time.monotonic() + seconds
+        heard = len(self.received)
+        while len(self.received) == heard and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(TICK_SECONDS, left))
+
+
+def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_timeout: int | None,
+              log_path: str | None = None, runner_pid: int | None = None) -> None:
     """One worker process: receive, invoke, delete what succeeded, until asked to stop.
 
-    ``busy[slot]`` is 1 while this process holds records; the parent clears it if the process dies.
+    It stops after the record in hand when the runner sets ``stop``, when a stop signal reaches
+    the process itself (a terminal's Ctrl-C or hang-up, a service manager's SIGTERM to the whole
+    group) and when the runner is gone (killed: its children are re-parented). ``busy[slot]`` is 1
+    while this process holds records; the parent clears it if the process dies.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    requests = StopRequests().listen()  # for the life of the process
+    runner_pid = runner_pid or os.getppid()
     if log_path:  # the function's log lines go where CloudWatch Logs would keep them
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log_fd, 1)
@@ -112,37 +198,134 @@ def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_time
     os.environ.update(mapping.environment)
     from worker.handler import lambda_handler  # imported after the function's environment is set
 
+    def carry_on() -> bool:  # the runner's liveness first: a runner killed while holding ``stop``'s lock
+        return not requests.received and os.getppid() == runner_pid and not stop.is_set()
+
     sqs = boto3.client("sqs")
     extra = {"VisibilityTimeout": visibility_timeout} if visibility_timeout else {}
-    while not stop.is_set():
-        got = sqs.receive_message(
-            QueueUrl=mapping.queue_url, MaxNumberOfMessages=mapping.batch_size, WaitTimeSeconds=POLL_WAIT_SECONDS,
-            AttributeNames=["All"], MessageAttributeNames=["All"], **extra,
-        )
-        messages = got.get("Messages", [])
-        if not messages:
-            continue
-        busy[slot] = 1
-        try:
-            context = LambdaContext(mapping.function_name, mapping.function_arn, mapping.memory_mb,
-                                    time.monotonic() + mapping.timeout_s, aws_request_id=str(uuid.uuid4()))
-            try:
-                response = lambda_handler(sqs_event(messages, mapping.queue_arn), context)
-                failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
-            except Exception:  # a function error fails the whole batch, as in Lambda
-                failed = {m["MessageId"] for m in messages}
-            done = [m for m in messages if m["MessageId"] not in failed]
-            if done:
-                sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-                ])
-        finally:
-            busy[slot] = 0
+    try:
+        while carry_on():
+            messages = sqs.receive_message(
+                QueueUrl=mapping.queue_url, MaxNumberOfMessages=mapping.batch_size, WaitTimeSeconds=POLL_WAIT_SECONDS,
+                AttributeNames=["All"], MessageAttributeNames=["All"], **extra,
+            ).get("Messages", [])
+            if messages:
+                busy[slot] = 1
+                try:
+                    invoke(lambda_handler, mapping, messages, sqs)
+                finally:
+                    busy[slot] = 0
+    except (ClientError, BotoCoreError) as exc:
+        code = unavailable_exit(exc)
+        if code is None:
+            raise
+        sys.exit(code)  # quietly: the runner explains, once, and stops the others
+
+
+def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any) -> None:
+    """Invoke the handler with one batch, as Lambda would, and delete the records it did not report as failed."""
+    context = LambdaContext(mapping.function_name, mapping.function_arn, mapping.memory_mb,
+                            time.monotonic() + mapping.timeout_s, aws_request_id=str(uuid.uuid4()))
+    try:
+        response = lambda_handler(sqs_event(messages, mapping.queue_arn), context)
+        failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+    except Exception:  # a function error fails the whole batch, as in Lambda
+        failed = {m["MessageId"] for m in messages}
+    done = [m for m in messages if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+        ])
 
 
 def queue_drained(sqs: Any, queue_url: str) -> bool:
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"])["Attributes"]
     return all(int(attrs.get(k, 0)) == 0 for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"))
+
+
+class Workers:
+    """The runner's worker processes: started, replaced when they die, stopped together."""
+
+    def __init__(self, mapping: Mapping, count: int, visibility_timeout: int | None, log_path: str | None) -> None:
+        self.ctx = mp.get_context("spawn")  # fresh interpreters: no inherited clients, threads or locks
+        self.stop_event, self.busy = self.ctx.Event(), self.ctx.Array("b", count)
+        self.mapping = mapping
+        self.options = (visibility_timeout, log_path, os.getpid())
+        self.deaths = 0
+        self.procs = [self._start(slot) for slot in range(count)]
+
+    def _start(self, slot: int) -> Any:
+        args = (self.mapping, self.stop_event, self.busy, slot, *self.options)
+        process = self.ctx.Process(target=poll_loop, args=args, daemon=True)
+        process.start()
+        return process
+
+    def any_busy(self) -> bool:
+        return any(self.busy[:])
+
+    def replace_dead(self, log: Callable[[str], Any]) -> int | None:
+        """Like Lambda replacing a crashed execution environment: the records a dead worker held were
+        not deleted, so the queue redelivers them after the visibility timeout. A worker that found
+        the queue unusable is not replaced: its exit code is returned, the run cannot go on."""
+        for slot, process in enumerate(self.procs):
+            if process.is_alive():
+                continue
+            if process.exitcode in (QUEUE_GONE_EXIT, ENDPOINT_DOWN_EXIT):
+                return process.exitcode
+            self.deaths += 1
+            log(f"worker process {process.pid} died (exit code {process.exitcode}); starting another")
+            self.busy[slot] = 0
+            self.procs[slot] = self._start(slot)
+        return None
+
+    def stop(self, grace: float, requests: StopRequests, log: Callable[[str], Any]) -> None:
+        """Let the records in flight finish (up to ``grace`` seconds), then kill what is left.
+
+        A stop signal arriving meanwhile stops them at once. A killed worker deleted nothing of
+        what it held: the queue redelivers it after the visibility timeout.
+        """
+        self.stop_event.set()
+        deadline, heard = time.monotonic() + grace, len(requests.received)
+        while (alive := [p.sentinel for p in self.procs if p.is_alive()]) and time.monotonic() < deadline:
+            if len(requests.received) > heard:
+                log("stopping now: records in flight return to the queue after its visibility timeout")
+                break
+            mp_connection.wait(alive, timeout=TICK_SECONDS)
+        for process in self.procs:
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+
+def supervise(workers: Workers, until_empty: bool, requests: StopRequests, log: Callable[[str], Any]) -> int:
+    """Watch the workers until a stop signal, too many deaths or (``until_empty``) a drained queue."""
+    sqs, queue_url = boto3.client("sqs"), workers.mapping.queue_url
+    quiet = 0
+    while True:
+        requests.nap(1.0)
+        if requests.received:
+            log("stopping: letting records in flight finish (unfinished ones return to the queue; "
+                "signal again to stop now)")
+            return 0
+        if code := workers.replace_dead(log):
+            raise unavailable(code, queue_url, sqs.meta.endpoint_url)
+        if workers.deaths > MAX_DEATHS_PER_WORKER * len(workers.procs):
+            log(f"giving up: {workers.deaths} worker processes died (see the function log)")
+            return 1
+        if until_empty:
+            quiet = quiet + 1 if not workers.any_busy() and drained(sqs, queue_url) else 0
+            if quiet >= 3:  # the queue's counts are approximate: drained three checks in a row
+                return 0
+
+
+def drained(sqs: Any, queue_url: str) -> bool:
+    try:
+        return queue_drained(sqs, queue_url)
+    except (ClientError, BotoCoreError) as exc:
+        code = unavailable_exit(exc)
+        if code is None:
+            raise
+        raise unavailable(code, queue_url, sqs.meta.endpoint_url) from None
 
 
 def run(
@@ -153,50 +336,25 @@ def run(
     log=print,
     log_path: str | None = None,
 ) -> int:
-    """Run worker processes until Ctrl-C (or, with ``until_empty``, until the queue is drained).
+    """Run worker processes until a stop signal (or, with ``until_empty``, until the queue is drained).
 
-    ``log_path`` collects the function's own (JSON) log lines, as CloudWatch Logs would.
+    SIGINT, SIGTERM and SIGHUP stop it the same way: no new receives, records in flight finish
+    (bounded by the function timeout), then the workers exit with it; a second signal stops them
+    at once. ``log_path`` collects the function's own (JSON) log lines, as CloudWatch Logs would.
+    Raises QueueUnavailable when the queue was deleted or its endpoint went away.
     """
-    workers = min(mapping.concurrency, concurrency or mapping.concurrency)
-    ctx = mp.get_context("spawn")  # fresh interpreters: no inherited clients, threads or locks
-    stop, busy = ctx.Event(), ctx.Array("b", workers)
-
-    def start(slot: int) -> Any:
-        process = ctx.Process(target=poll_loop, args=(mapping, stop, busy, slot, visibility_timeout, log_path), daemon=True)
-        process.start()
-        return process
-
-    procs = [start(slot) for slot in range(workers)]
-    log(f"polling {mapping.queue_url} with {workers} worker process(es) (batch size {mapping.batch_size}, timeout {mapping.timeout_s} s)"
-        + (f"; function logs: {log_path}" if log_path else ""))
-    sqs = boto3.client("sqs")
-    quiet, deaths, code = 0, 0, 0
-    try:
-        while True:
-            time.sleep(1.0)
-            for slot, process in enumerate(procs):
-                if not process.is_alive():
-                    # Like Lambda replacing a crashed execution environment: its records were not
-                    # deleted, so the queue redelivers them after the visibility timeout.
-                    deaths += 1
-                    log(f"worker process {process.pid} died (exit code {process.exitcode}); starting another")
-                    busy[slot] = 0
-                    procs[slot] = start(slot)
-            if deaths > MAX_DEATHS_PER_WORKER * workers:
-                log(f"giving up: {deaths} worker processes died (see the function log)")
-                code = 1
-                break
-            if until_empty:
-                quiet = quiet + 1 if not any(busy[:]) and queue_drained(sqs, mapping.queue_url) else 0
-                if quiet >= 3:  # the queue's counts are approximate: drained three checks in a row
-                    break
-    except KeyboardInterrupt:
-        log("stopping: letting records in flight finish (unfinished ones return to the queue)")
-    stop.set()
-    for p in procs:
-        p.join(timeout=mapping.timeout_s + 10)
-        if p.is_alive():
-            p.terminate()  # its record was not deleted, so the queue redelivers it
-    if deaths:
-        log(f"{deaths} worker process(es) died during the run; records they held return to the queue")
-    return code
+    count = min(mapping.concurrency, concurrency or mapping.concurrency)
+    with StopRequests() as requests:
+        workers = Workers(mapping, count, visibility_timeout, log_path)
+        log(f"polling {mapping.queue_url} with {count} worker process(es) (batch size {mapping.batch_size}, "
+            f"timeout {mapping.timeout_s} s)" + (f"; function logs: {log_path}" if log_path else ""))
+        grace = mapping.timeout_s + 10
+        try:
+            return supervise(workers, until_empty, requests, log)
+        except QueueUnavailable:
+            grace = UNAVAILABLE_GRACE_SECONDS
+            raise
+        finally:
+            workers.stop(grace, requests, log)
+            if workers.deaths:
+                log(f"{workers.deaths} worker process(es) died during the run; records they held return to the queue")
