@@ -36,6 +36,7 @@ from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.synthetic import generate
 from shared.catalog import load_catalog
+from shared.errors import RunError
 from shared.config import load_config
 from shared.grid import shard_nested_id
 from shared.results import FINISHED, ShardStatus
@@ -601,7 +602,7 @@ def test_a_runner_whose_queue_goes_away_says_so_and_stops(own_stack, runners, ho
         stack.down(own_stack)
     rc = wait_exit(runner, 90, f"the runner after its {how}")
     out, err = runner.out_path.read_text(), runner.err_path.read_text()
-    assert rc == 2 and "Traceback" not in out + err, output_of(runner)
+    assert rc == RunError.exit_code and "Traceback" not in out + err, output_of(runner)
     assert "died" not in out, "workers that found the queue gone were restarted"
     (line,) = err.strip().splitlines()
     what = "no longer exists" if how == "queue deleted" else "refuses connections"

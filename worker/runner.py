@@ -28,7 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError
 from pydantic import BaseModel
 
-from shared.errors import ShardQueueError
+from shared.errors import RunError, StackError
 
 POLL_WAIT_SECONDS = 2  # long-poll length: short, so a stop request is honoured quickly
 MAX_DEATHS_PER_WORKER = 5  # a worker that keeps dying (say, it cannot import) is not restarted forever
@@ -55,7 +55,7 @@ def read_mapping(function_name: str, lambda_client: Any = None, sqs: Any = None)
     config = function["Configuration"]
     mappings = [m for m in lam.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"] if ":sqs:" in m["EventSourceArn"]]
     if not mappings:
-        raise RuntimeError(f"function {function_name} has no SQS event source mapping")
+        raise StackError(f"function {function_name} has no SQS event source mapping: was the stack deployed from this template.yaml?")
     mapping = mappings[0]
     reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
     maximum = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
@@ -107,7 +107,7 @@ def sqs_event(messages: list[dict], queue_arn: str) -> dict:
     } for m in messages]}
 
 
-class QueueUnavailable(ShardQueueError):
+class QueueUnavailable(RunError):
     """The queue cannot be polled any more: it was deleted, or its endpoint is gone."""
 
 
