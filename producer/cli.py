@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable
 
 from shared.errors import InputError, run_command
@@ -141,7 +142,8 @@ def run_stack(args: argparse.Namespace) -> int:
 def stack_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stack", help="the embedded stack (AWS emulator on this machine)", description="Run template.yaml in an AWS emulator on loopback: no AWS account needed.")
     p.add_argument("action", choices=["up", "down", "status", "env"])
-    p.add_argument("--state-dir", default=".stack", help="where the emulator's state file and log go (default .stack)")
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="where the emulator's state file and log go (default: $SHARD_QUEUE_STATE_DIR, else .stack in the project root)")
     add_stack_option(p)
     p.set_defaults(func=run_stack)
 

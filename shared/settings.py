@@ -94,6 +94,7 @@ class WorkerSettings(BaseModel):
 
 # -- which stack the operator's commands talk to ------------------------------------------------
 ENV_STACK_NAME = "SHARD_QUEUE_STACK"
+ENV_STATE_DIR = "SHARD_QUEUE_STATE_DIR"  # where the embedded stack records itself (default: .stack in the project root)
 DEFAULT_STACK_NAME = "icesat2-shard-queue"
 
 

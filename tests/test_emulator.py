@@ -16,7 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from producer import emulator, stack
+from producer.stack import lifecycle as stack
+from producer.stack import emulator
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ TABLE_ITEMS = 300  # a run table's worth: moto's transaction copies the whole ta
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
-    """A bare emulator (``python -m producer.emulator``), nothing deployed."""
+    """A bare emulator (``python -m producer.stack.emulator``), nothing deployed."""
     url, pid = stack.start_emulator(tmp_path_factory.mktemp("emulator"))
     try:
         yield url

@@ -46,3 +46,28 @@ def test_commands_without_a_stack_say_so(tmp_path):
     result = producer("status", env=env)
     assert result.returncode == 4 and "Traceback" not in result.stderr
     assert "cannot read stack" in result.stderr and "stack up" in result.stderr
+
+
+def test_the_stack_is_found_from_any_directory(tmp_path):
+    env = {**os.environ, "SHARD_QUEUE_STATE_DIR": str(tmp_path / "state")}
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "producer", "stack", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    try:
+        assert run("up", "--stack", "anywhere").returncode == 0
+        status = run("status")
+        assert status.returncode == 0 and "anywhere: up" in status.stdout
+        assert "AWS_ENDPOINT_URL" in run("env").stdout
+    finally:
+        assert run("down").returncode == 0
+    assert not list(elsewhere.iterdir()), "nothing is written to the current directory"
+
+
+def test_the_default_state_directory_is_the_project_root():
+    from producer.stack import lifecycle
+
+    assert lifecycle.STATE_DIR == ROOT / ".stack" or "SHARD_QUEUE_STATE_DIR" in os.environ

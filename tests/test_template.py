@@ -24,7 +24,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from producer import deploy
+from producer.stack import deploy
 from shared import settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,8 +1,10 @@
 """The embedded stack: moto server on loopback running the same ``template.yaml``, no AWS account.
 
-``python -m producer stack up`` starts the emulator, deploys the template into it and writes
-``.stack/state.json``; ``eval "$(python -m producer stack env)"`` points every command (producer,
-worker, boto3, h5coro, the Zarr writer) at it through the standard ``AWS_ENDPOINT_URL``.
+``python -m producer stack up`` starts the emulator, deploys the template into it and writes the
+state file (``.stack/state.json`` in the project root, or in ``$SHARD_QUEUE_STATE_DIR``), so
+every command finds it from any directory; ``eval "$(python -m producer stack env)"`` points
+every command (producer, worker, boto3, h5coro, the Zarr writer) at it through the standard
+``AWS_ENDPOINT_URL``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from shared.errors import StackError
-from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, OUTPUT_FUNCTION
+from producer.stack.deploy import PROJECT_ROOT
+from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, ENV_STATE_DIR, OUTPUT_FUNCTION
 
-STATE_DIR = Path(".stack")
+# Where the running embedded stack is recorded: $SHARD_QUEUE_STATE_DIR, else .stack in the project
+# root, so every command finds it from any directory.
+STATE_DIR = Path(os.environ.get(ENV_STATE_DIR) or PROJECT_ROOT / ".stack")
 CODE_BUCKET = "embedded-stack-code"
 REGION = "us-west-2"
 # A small stack for one machine: two workers, a 300 s function timeout (1,800 s visibility).
@@ -76,7 +81,7 @@ def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "moto.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer.emulator", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
     )
     deadline = time.monotonic() + 60
@@ -90,7 +95,7 @@ def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
 def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
     import boto3
 
-    from producer.deploy import deploy_stack, disable_emulated_event_sources, package_code, translate_template
+    from producer.stack.deploy import deploy_stack, disable_emulated_event_sources, package_code, translate_template
 
     clients = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="embedded", aws_secret_access_key="embedded")
     code_uri = package_code(boto3.client("s3", **clients), CODE_BUCKET)
@@ -158,7 +163,7 @@ def _exited(pid: int, seconds: float) -> bool:
 
 
 def stack_command(args) -> int:
-    root = Path(args.state_dir)
+    root = args.state_dir or STATE_DIR
     if args.action == "up":
         state = up(root, args.stack or DEFAULT_STACK_NAME)
         print(f"embedded stack {state.stack_name} is up at {state.endpoint}")

@@ -26,7 +26,7 @@ import yaml
 from shared.deployed import stack_outputs
 from shared.errors import StackError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 # What the worker function's own code is (its dependencies come from the Lambda package build).
 FUNCTION_PACKAGES = ("worker", "shared")

@@ -1,6 +1,6 @@
 """The embedded stack's AWS emulator: moto's server app, served the way AWS endpoints behave.
 
-    python -m producer.emulator -H 127.0.0.1 -p PORT      (what ``stack up`` starts)
+    python -m producer.stack.emulator -H 127.0.0.1 -p PORT      (what ``stack up`` starts)
 
 ``python -m moto.server`` serves moto's app with werkzeug's development server, which closes
 the connection after every response (and starts a thread for each): every boto3 call and every
@@ -192,7 +192,7 @@ def apply_fixes() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m producer.emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m producer.stack.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args(argv)
