@@ -21,9 +21,9 @@ def data_dir() -> Path:
     return DATA
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded_stack(tmp_path_factory):
-    """The embedded stack (moto server on loopback, template.yaml deployed), one per test module."""
+    """The embedded stack (moto server on loopback, template.yaml deployed), one per test session."""
     import uuid
 
     from producer import stack
@@ -36,9 +36,27 @@ def embedded_stack(tmp_path_factory):
         stack.down(root)
 
 
-@pytest.fixture
-def stack_env(embedded_stack, monkeypatch):
-    """Point boto3, h5coro and the Zarr writer at the embedded stack for one test."""
-    for key, value in embedded_stack.environment().items():
-        monkeypatch.setenv(key, value)
+@pytest.fixture(scope="module")
+def empty_queues(embedded_stack):
+    """Each module starts with the shard queue and the DLQ empty, whatever an earlier module left."""
+    import boto3
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in embedded_stack.environment().items():
+            mp.setenv(key, value)
+        from shared.deployed import load_stack
+
+        outputs = load_stack(embedded_stack.stack_name)
+        sqs = boto3.client("sqs")
+        for url in (outputs.queue_url, outputs.dead_letter_queue_url):  # PurgeQueue is allowed once a minute
+            while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages"):
+                sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
     return embedded_stack
+
+
+@pytest.fixture
+def stack_env(empty_queues, monkeypatch):
+    """Point boto3, h5coro and the Zarr writer at the embedded stack for one test."""
+    for key, value in empty_queues.environment().items():
+        monkeypatch.setenv(key, value)
+    return empty_queues

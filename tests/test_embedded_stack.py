@@ -84,10 +84,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(embedded_stack, tmp_path_factory):
+def world(empty_queues, tmp_path_factory):
     """One granule set on the emulator's S3, one catalog of it; the stack's environment for the whole module."""
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in embedded_stack.environment().items():
+        for key, value in empty_queues.environment().items():
             mp.setenv(key, value)
         folder = tmp_path_factory.mktemp("granules")
         granules = generate(folder, n_granules=3, n_segments=1000, spacing_m=400.0, seed=7)
