@@ -9,10 +9,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
-from producer.submit import nasa_credentials, send_all
+from producer.submit import build_messages, load_run_catalog, nasa_credentials, send_all
 from shared.credentials import get_credentials, put_credentials
 from shared.errors import CredentialsError, InputError, RunError
-from shared.messages import ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
@@ -120,15 +119,16 @@ def resubmit(args) -> int:
     statuses = resubmittable(args.status)
     stack = load_stack(args.stack)
     runs = RunStatusStore(stack.run_table)
-    if runs.get_run(args.run_id) is None:
+    run = runs.get_run(args.run_id)
+    if run is None:
         raise InputError(f"no run {args.run_id} in table {stack.run_table}")
     for name in refresh_credentials(boto3.client("ssm"), runs, {args.run_id}, args.credentials_file, args.refresh_credentials):
         print(f"refreshed credentials parameter {name}")
-    messages = []
-    for status in statuses:
-        for record in runs.shards(args.run_id, status):
-            if record.message and (status == ShardStatus.PENDING or runs.reset(args.run_id, record.shard_key)):
-                messages.append(ShardMessage.model_validate_json(record.message))
+    s3 = boto3.client("s3")
+    shard_map = load_run_catalog(s3, run)
+    keys = [r.shard_key for status in statuses for r in runs.shards(args.run_id, status)
+            if status == ShardStatus.PENDING or runs.reset(args.run_id, r.shard_key)]
+    messages = list(build_messages(shard_map, run, keys, s3, stack).values())
     unsent = send_all(boto3.client("sqs"), stack.queue_url, messages)
     print(f"resubmitted {len(messages) - len(unsent)} shards of run {args.run_id} ({', '.join(statuses)})")
     if unsent:

@@ -19,39 +19,40 @@ from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
 ORDER = tuple(ShardStatus)  # as declared: unfinished first, then the finished ones
+UNFINISHED = tuple(s for s in ShardStatus if not s.finished)
 
 
 def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter] = ()) -> dict:
-    """The run's counts and problems; ``dead_letters`` (the DLQ's messages) adds this run's, so a
-    shard whose failure could not be written to its record is still shown, with its reason."""
+    """The run's counts and problems, reading only the run's counter items, a count of its running
+    shards and its FAILED and PARTIAL shards: a few small reads whatever the run's size.
+    ``dead_letters`` (the DLQ's messages) adds this run's, so a shard whose failure could not be
+    written to its record is still shown, with its reason."""
     run = runs.get_run(run_id)
     if run is None:
         raise InputError(f"no run {run_id} in table {runs.table}")
-    shards = list(runs.shards(run_id))
-    counts = {s: 0 for s in ORDER}
-    for shard in shards:
-        counts[shard.status] += 1
-    seconds = sum(s.duration_s or 0 for s in shards)
+    counts = {s: run.counts.get(s, 0) for s in ORDER}
+    counts[ShardStatus.RUNNING] = runs.count(run_id, ShardStatus.RUNNING)
+    counts[ShardStatus.PENDING] = max(run.shards - sum(counts.values()), 0)
     created = datetime.fromisoformat(run.created_at)
-    finished = [s.finished_at for s in shards if s.finished_at]
     dead = [d for d in dead_letters if d.run_id == run_id]
-    unfinished = {s.shard_key for s in shards if not s.status.finished}
-    stuck = {d.shard_key for d in dead} & unfinished  # dead-lettered, but the record could not say so
-    done = not unfinished - stuck
-    end = datetime.fromisoformat(max(finished)) if done and finished else datetime.now(timezone.utc)
+    stuck: set[int | None] = set()
+    if dead:  # dead-lettered, but the record could not say so
+        stuck = {d.shard_key for d in dead} & {s.shard_key for st in UNFINISHED for s in runs.shards(run_id, st)}
+    done = counts[ShardStatus.PENDING] + counts[ShardStatus.RUNNING] <= len(stuck)
+    end = datetime.fromisoformat(run.last_finished_at) if done and run.last_finished_at else datetime.now(timezone.utc)
+    seconds = run.compute_seconds
     return {
         "run_id": run.run_id,
         "created_at": run.created_at,
         "store": run.store,
         "shards": run.shards,
         "counts": {str(k): v for k, v in counts.items()},
-        "counted_on_run": {str(k): v for k, v in run.counts.items()},
         "observations": run.observations,
         "elapsed_s": round((end - created).total_seconds(), 1),
         "finished": done,
         "compute_seconds": round(seconds, 1),
-        "estimated_cost_usd": round(seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + len(shards) * PRICE_PER_REQUEST, 4),
-        "problems": [_problem(s) for s in shards if s.status in PROBLEMS],
+        "estimated_cost_usd": round(seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + run.shards * PRICE_PER_REQUEST, 4),
+        "problems": [_problem(s) for st in PROBLEMS for s in runs.shards(run_id, st)],
         "dead_lettered": [{"shard_key": d.shard_key, "reason": d.reason, "recorded": d.shard_key not in stuck} for d in dead],
     }
 

@@ -83,22 +83,46 @@ def _has_env_login() -> bool:
     return bool(os.environ.get("EARTHDATA_USERNAME") and os.environ.get("EARTHDATA_PASSWORD"))
 
 
-def build_messages(shard_map: ShardMap, plan: Plan, config: PipelineConfig, read_param: str, output_param: str | None, s3, stack: StackOutputs) -> dict[int, ShardMessage]:
-    """One message per shard; a granule list too large to inline goes to the stack's bucket."""
+def build_messages(shard_map: ShardMap, run: RunRecord, keys: list[int], s3, stack: StackOutputs) -> dict[int, ShardMessage]:
+    """One message per shard, from the run's record and its catalog alone, so that any shard's
+    message can be rebuilt, identical, later (resubmit); a granule list too large to inline goes
+    to the stack's bucket (under a key fixed by the run and the shard)."""
+    config = PipelineConfig.model_validate(run.config)
     messages = {}
-    for key in plan.keys:
+    for key in keys:
         common = dict(
-            run_id=plan.run_id, shard_key=key, shard_index=shard_map.shard_index(key), grid=shard_map.grid_signature,
-            config=config, store=plan.store, credentials_parameter=read_param, output_credentials_parameter=output_param,
+            run_id=run.run_id, shard_key=key, shard_index=shard_map.shard_index(key), grid=shard_map.grid_signature,
+            config=config, store=run.store, credentials_parameter=run.credentials_parameter,
+            output_credentials_parameter=run.output_credentials_parameter,
         )
         granules = shard_map.shards[key]
         message = ShardMessage(granules=granules, **common)
         if len(message.body().encode()) > INLINE_GRANULES_MAX_BYTES:
-            object_key = f"{RUN_FILES_PREFIX}{plan.run_id}/granules/{key}.json"
+            object_key = f"{RUN_FILES_PREFIX}{run.run_id}/granules/{key}.json"
             s3.put_object(Bucket=stack.output_bucket, Key=object_key, Body=GranuleList(granules=granules).model_dump_json(exclude_none=True).encode())
             message = ShardMessage(granules_url=f"s3://{stack.output_bucket}/{object_key}", **common)
         messages[key] = message
     return messages
+
+
+def store_catalog(s3, stack: StackOutputs, run_id: str, path: str | Path) -> str:
+    """The catalog as submitted, kept beside the run's other files: messages are rebuilt from it."""
+    key = f"{RUN_FILES_PREFIX}{run_id}/catalog.json"
+    s3.upload_file(str(path), stack.output_bucket, key)
+    return f"s3://{stack.output_bucket}/{key}"
+
+
+def load_run_catalog(s3, run: RunRecord) -> ShardMap:
+    """The catalog a run was submitted with, from the stack's bucket."""
+    import tempfile
+
+    if not run.catalog_url:
+        raise InputError(f"run {run.run_id} has no stored catalog (submitted by an older version): submit it again")
+    bucket, _, key = run.catalog_url.removeprefix("s3://").partition("/")
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / "catalog.json"
+        s3.download_file(bucket, key, str(local))
+        return load_catalog(local)
 
 
 def batches(messages: list[ShardMessage]) -> list[list[ShardMessage]]:
@@ -184,26 +208,24 @@ def submit(args) -> int:
                     {"run_id": run_id, "catalog": shard_map.metadata.model_dump(mode="json")},
                     output_creds.for_client() if output_creds else None)
     try:
-        runs.create_run(RunRecord(
+        run = runs.create_run(RunRecord(
             run_id=run_id, catalog=str(args.catalog), catalog_hash=digest, config=config.model_dump(mode="json"),
-            store=store, credentials_parameter=read_param, shards=len(keys), granules=plan.granules, memory_mb=stack.memory_mb,
+            store=store, credentials_parameter=read_param, output_credentials_parameter=output_param, shards=len(keys),
+            granules=plan.granules, memory_mb=stack.memory_mb, catalog_url=store_catalog(s3, stack, run_id, args.catalog),
         ))
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
-    messages = build_messages(shard_map, plan, config, read_param, output_param, s3, stack)
-    to_send = []
-    for key, message in messages.items():
-        record = ShardRecord(run_id=run_id, shard_key=key, shard_index=message.shard_index, status=ShardStatus.PENDING,
-                             granules=len(shard_map.shards[key]), message=message.body(), message_digest=message.digest())
-        if runs.add_shard(record):
-            to_send.append(message)
-        else:
-            existing = runs.get_shard(run_id, key)
-            if existing is not None and existing.status == ShardStatus.PENDING:
-                # recorded by an earlier submit that may not have sent it: send what was recorded,
-                # the only message the worker accepts for this shard
-                to_send.append(ShardMessage.model_validate_json(existing.message))
+    # An existing run id keeps what it was submitted with: its messages are rebuilt from its record.
+    messages = build_messages(shard_map, run, keys, s3, stack)
+    recorded = runs.shard_statuses(run_id)
+    runs.put_shards([
+        ShardRecord(run_id=run_id, shard_key=key, shard_index=message.shard_index, status=ShardStatus.PENDING,
+                    granules=len(shard_map.shards[key]), message_digest=message.digest())
+        for key, message in messages.items() if key not in recorded
+    ])
+    # PENDING ones were recorded by an earlier submit that may not have sent them
+    to_send = [m for key, m in messages.items() if recorded.get(key, ShardStatus.PENDING) == ShardStatus.PENDING]
     unsent = send_all(sqs, stack.queue_url, to_send)
     sent = len(to_send) - len(unsent)
     print(f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded and not resent")

@@ -1,7 +1,10 @@
-"""Run status in DynamoDB: one run item and one item per shard, in one table.
+"""Run status in DynamoDB: one run item, one item per shard and a few counter items, in one table.
 
-Every status change is a conditional write, and a shard's final status is counted on the run
-item in the same transaction, so an at-least-once redelivery can never count a shard twice.
+Every status change is a conditional write, and a shard's final status is counted in the same
+transaction, so an at-least-once redelivery can never count a shard twice. The counts live on
+:data:`COUNTER_ITEMS` counter items per run, a shard always counted on the same one: no item is
+written by every shard, so a thousand workers finishing at once do not queue up on one item.
+Shard items are lean (no message body): a message is rebuilt from the run's catalog.
 Per-run and per-status reads are Queries (on the table or its ``gsi1`` index), never Scans.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,6 +30,10 @@ from shared.results import FINISHED, GranuleFailure, ShardResult, ShardStatus
 from shared.settings import TABLE_GSI, TABLE_GSI_PK, TABLE_GSI_SK, TABLE_PK, TABLE_SK, TABLE_TTL
 
 RUN_SK = "RUN"
+COUNTER_SK = "COUNT#"
+# Counter items per run. At 1,000 workers finishing a shard every ~2 min, each takes ~0.1 write/s.
+COUNTER_ITEMS = 64
+BATCH_WRITE = 25  # BatchWriteItem's limit
 RUNS_INDEX_KEY = "RUNS"
 RECORD_TTL_DAYS = 90
 # Writes retried inside the invocation: ~6 s in all at worst, then the error is the caller's.
@@ -55,6 +63,11 @@ def shard_sk(shard_key: int) -> str:
     return f"SHARD#{shard_key:020d}"
 
 
+def counter_sk(shard_key: int) -> str:
+    """The counter item a shard is counted on: always the same one, spread evenly over the run's."""
+    return f"{COUNTER_SK}{zlib.crc32(str(shard_key).encode()) % COUNTER_ITEMS:02d}"
+
+
 def status_key(run_id: str, status: ShardStatus) -> str:
     return f"{run_id}#{status}"
 
@@ -80,6 +93,9 @@ class Start:
     record: ShardRecord | None
 
 
+COUNTED = ("counts", "observations", "compute_seconds", "last_finished_at")  # RunRecord fields from counter items
+
+
 class RunRecord(BaseModel):
     run_id: str
     created_at: str = Field(default_factory=now_iso)
@@ -91,8 +107,13 @@ class RunRecord(BaseModel):
     shards: int
     granules: int
     memory_mb: int = 0
+    catalog_url: str | None = None  # the catalog as submitted, from which any shard's message is rebuilt
+    output_credentials_parameter: str | None = None
+    # Summed from the counter items when read:
     counts: dict[ShardStatus, int] = {}
     observations: int = 0
+    compute_seconds: float = 0.0
+    last_finished_at: str | None = None
 
 
 class ShardRecord(BaseModel):
@@ -102,7 +123,6 @@ class ShardRecord(BaseModel):
     status: ShardStatus
     granules: int
     attempts: int = 0
-    message: str = ""
     message_digest: str = ""
     holder: str | None = None
     started_at: str | None = None
@@ -177,8 +197,7 @@ class RunStatusStore:
         item = {
             TABLE_PK: run_pk(run.run_id), TABLE_SK: RUN_SK, TABLE_GSI_PK: RUNS_INDEX_KEY, TABLE_GSI_SK: run.created_at,
             TABLE_TTL: int(time.time()) + RECORD_TTL_DAYS * 86400,
-            **run.model_dump(exclude={"counts", "observations", "config"}), "config": json.dumps(run.config),
-            "observations": 0, **{counter(s): 0 for s in FINISHED},
+            **run.model_dump(exclude=set(COUNTED) | {"config"}), "config": json.dumps(run.config),
         }
         try:
             self._write(self.client.put_item, TableName=self.table, Item=_item(item),
@@ -194,8 +213,27 @@ class RunStatusStore:
         return existing
 
     def get_run(self, run_id: str) -> RunRecord | None:
+        """The run item with its counts summed from its counter items (one Query of small items)."""
         got = self.client.get_item(TableName=self.table, Key=_item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}), ConsistentRead=True)
         return self._run(got["Item"]) if "Item" in got else None
+
+    def _counted(self, run_id: str) -> dict[str, Any]:
+        totals: dict[str, Any] = {"counts": {s: 0 for s in FINISHED}, "observations": 0, "compute_seconds": 0.0,
+                                  "last_finished_at": None}
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="#pk = :pk AND begins_with(#sk, :c)", ConsistentRead=True,
+            ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK},
+            ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":c": COUNTER_SK}),
+        )
+        for item in (_plain(i) for page in pages for i in page["Items"]):
+            for s in FINISHED:
+                totals["counts"][s] += int(item.get(counter(s), 0))
+            totals["observations"] += int(item.get("observations", 0))
+            totals["compute_seconds"] += float(item.get("compute_seconds", 0))
+            last = item.get("last_finished_at")
+            if last and (totals["last_finished_at"] is None or last > totals["last_finished_at"]):
+                totals["last_finished_at"] = last
+        return totals
 
     def recent_runs(self, limit: int = 20) -> list[RunRecord]:
         got = self.client.query(
@@ -205,30 +243,64 @@ class RunStatusStore:
         )
         return [self._run(i) for i in got["Items"]]
 
-    @staticmethod
-    def _run(item: dict[str, Any]) -> RunRecord:
+    def _run(self, item: dict[str, Any]) -> RunRecord:
         plain = _plain(item)
         plain["config"] = json.loads(plain["config"])
-        plain["counts"] = {s: int(plain.get(counter(s), 0)) for s in FINISHED}
-        return RunRecord.model_validate({k: v for k, v in plain.items() if k in RunRecord.model_fields})
+        fields = {k: v for k, v in plain.items() if k in RunRecord.model_fields and k not in COUNTED}
+        return RunRecord.model_validate({**fields, **self._counted(plain["run_id"])})
 
     # -- shards ----------------------------------------------------------------------------------
-    def add_shard(self, record: ShardRecord) -> bool:
-        """Record a PENDING shard unless it is already recorded. True when it was added."""
-        item = {
+    @staticmethod
+    def _pending_item(record: ShardRecord) -> dict[str, Any]:
+        return _item({
             TABLE_PK: run_pk(record.run_id), TABLE_SK: shard_sk(record.shard_key),
             TABLE_GSI_PK: status_key(record.run_id, ShardStatus.PENDING), TABLE_GSI_SK: shard_sk(record.shard_key),
             TABLE_TTL: int(time.time()) + RECORD_TTL_DAYS * 86400,
             **record.model_dump(exclude={"granules_failed"}, exclude_none=True), "status": str(ShardStatus.PENDING),
-        }
+        })
+
+    def add_shard(self, record: ShardRecord) -> bool:
+        """Record a PENDING shard unless it is already recorded. True when it was added."""
         try:
-            self._write(self.client.put_item, TableName=self.table, Item=_item(item),
+            self._write(self.client.put_item, TableName=self.table, Item=self._pending_item(record),
                         ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
             return True
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
             raise
+
+    def put_shards(self, records: list[ShardRecord]) -> None:
+        """Record new PENDING shards in batches of 25 (the caller knows none of them exists yet:
+        :meth:`shard_statuses`); what DynamoDB leaves unprocessed is sent again with backoff."""
+        for i in range(0, len(records), BATCH_WRITE):
+            pending = [{"PutRequest": {"Item": self._pending_item(r)}} for r in records[i : i + BATCH_WRITE]]
+            for attempt in range(WRITE_ATTEMPTS):
+                got = self._write(self.client.batch_write_item, RequestItems={self.table: pending})
+                pending = got.get("UnprocessedItems", {}).get(self.table, [])
+                if not pending:
+                    break
+                self._sleep(random.uniform(0, min(WRITE_BACKOFF_CAP_S, WRITE_BACKOFF_BASE_S * 2**attempt)))
+            if pending:
+                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
+                                             "Message": f"{len(pending)} shard items left unprocessed"}}, "BatchWriteItem")
+
+    def shard_statuses(self, run_id: str) -> dict[int, ShardStatus]:
+        """Every recorded shard of a run with its status, reading only those two attributes."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="#pk = :pk AND begins_with(#sk, :shard)", ConsistentRead=True,
+            ProjectionExpression="shard_key, #st", ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK, "#st": "status"},
+            ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":shard": "SHARD#"}),
+        )
+        return {int(i["shard_key"]): ShardStatus(i["status"]) for page in pages for i in map(_plain, page["Items"])}
+
+    def count(self, run_id: str, status: ShardStatus) -> int:
+        """How many shards of a run have ``status``, from the index (the answer is a number, not items)."""
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table, IndexName=TABLE_GSI, KeyConditionExpression="#g = :g", Select="COUNT",
+            ExpressionAttributeNames={"#g": TABLE_GSI_PK}, ExpressionAttributeValues=_item({":g": status_key(run_id, status)}),
+        )
+        return sum(page["Count"] for page in pages)
 
     def get_shard(self, run_id: str, shard_key: int) -> ShardRecord | None:
         got = self.client.get_item(TableName=self.table, Key=self._key(run_id, shard_key), ConsistentRead=True)
@@ -295,7 +367,7 @@ class RunStatusStore:
                     "ConditionExpression": "#st = :failed AND message_digest = :digest", "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": _item({**values, ":failed": str(ShardStatus.FAILED)}),
                 }},
-                self._uncount(run_id, ShardStatus.FAILED, record.observations or 0),
+                self._uncount(record),
             ])
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -303,13 +375,18 @@ class RunStatusStore:
             return Start(StartOutcome.FINISHED, self.get_shard(run_id, shard_key))
         return Start(StartOutcome.STARTED, self.get_shard(run_id, shard_key))
 
-    def _uncount(self, run_id: str, status: ShardStatus, observations: int) -> dict[str, Any]:
+    def _uncount(self, record: ShardRecord) -> dict[str, Any]:
+        """Take a finished shard off its counter item (a redrive or resubmit runs it again)."""
         return {"Update": {
-            "TableName": self.table, "Key": _item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}),
-            "UpdateExpression": "ADD #c :minus, observations :obs",
-            "ExpressionAttributeNames": {"#c": counter(status)},
-            "ExpressionAttributeValues": _item({":minus": -1, ":obs": -observations}),
+            "TableName": self.table, "Key": self._counter_key(record.run_id, record.shard_key),
+            "UpdateExpression": "ADD #c :minus, observations :obs, compute_seconds :dur",
+            "ExpressionAttributeNames": {"#c": counter(record.status)},
+            "ExpressionAttributeValues": _item({":minus": -1, ":obs": -(record.observations or 0),
+                                                ":dur": -(record.duration_s or 0.0)}),
         }}
+
+    def _counter_key(self, run_id: str, shard_key: int) -> dict[str, Any]:
+        return _item({TABLE_PK: run_pk(run_id), TABLE_SK: counter_sk(shard_key)})
 
     def finish(self, run_id: str, result: ShardResult, holder: str) -> bool:
         """RUNNING (held by ``holder``) -> final status, counted on the run item in the same
@@ -318,15 +395,18 @@ class RunStatusStore:
             "finished_at": now_iso(), "duration_s": round(result.duration_s, 3), "granules_read": result.granules_read,
             "granules_failed": [f.model_dump(mode="json") for f in result.granules_failed], "observations": result.observations,
             "cells_with_data": result.cells_with_data, "last_error": result.error,
-        }, holder, observations=result.observations)
+        }, holder, observations=result.observations, duration_s=round(result.duration_s, 3))
 
     def fail(self, run_id: str, shard_key: int, error: str, holder: str) -> bool:
         """-> FAILED with the reason (poison message, refused credentials, retries spent), from
         RUNNING held by ``holder`` or from PENDING (held by nobody): a message that does not hold
         the shard can never end an invocation that does."""
-        return self._settle(run_id, shard_key, ShardStatus.FAILED, {"finished_at": now_iso(), "last_error": error}, holder)
+        # what an earlier attempt measured goes: the counter item is told nothing of it
+        fields = {"finished_at": now_iso(), "last_error": error, "duration_s": None, "observations": None}
+        return self._settle(run_id, shard_key, ShardStatus.FAILED, fields, holder)
 
-    def _settle(self, run_id: str, shard_key: int, status: ShardStatus, fields: dict[str, Any], holder: str, observations: int = 0) -> bool:
+    def _settle(self, run_id: str, shard_key: int, status: ShardStatus, fields: dict[str, Any], holder: str,
+                observations: int = 0, duration_s: float = 0.0) -> bool:
         names = {"#st": "status", "#g": TABLE_GSI_PK}
         values: dict[str, Any] = {":status": str(status), ":g": status_key(run_id, status)}
         sets = ["#st = :status", "#g = :g"]
@@ -347,10 +427,10 @@ class RunStatusStore:
                     "ConditionExpression": HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
                 }},
                 {"Update": {
-                    "TableName": self.table, "Key": _item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}),
-                    "UpdateExpression": "ADD #c :one, observations :obs",
+                    "TableName": self.table, "Key": self._counter_key(run_id, shard_key),
+                    "UpdateExpression": "ADD #c :one, observations :obs, compute_seconds :dur SET last_finished_at = :now",
                     "ExpressionAttributeNames": {"#c": counter(status)},
-                    "ExpressionAttributeValues": _item({":one": 1, ":obs": observations}),
+                    "ExpressionAttributeValues": _item({":one": 1, ":obs": observations, ":dur": duration_s, ":now": now_iso()}),
                 }},
             ])
             return True
@@ -402,7 +482,7 @@ class RunStatusStore:
                     "ExpressionAttributeNames": {"#st": "status", "#g": TABLE_GSI_PK},
                     "ExpressionAttributeValues": _item({":pending": str(ShardStatus.PENDING), ":g": status_key(run_id, ShardStatus.PENDING), ":old": str(record.status)}),
                 }},
-                self._uncount(run_id, record.status, record.observations or 0),
+                self._uncount(record),
             ])
             return True
         except ClientError as exc:

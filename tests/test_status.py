@@ -10,24 +10,29 @@ CREATED, ENDED = "2024-01-01T00:00:00+00:00", "2024-01-01T00:10:00+00:00"
 
 
 class Runs:
-    """The two queries run_report makes of a RunStatusStore."""
+    """What run_report reads of a RunStatusStore: the run with its counted statuses, a count, shards by status."""
 
     table = "runs"
 
     def __init__(self, statuses: list[ShardStatus]):
-        self.run = RunRecord(run_id="r", created_at=CREATED, catalog="c", catalog_hash="h", config={}, store="s",
-                             credentials_parameter="p", shards=len(statuses), granules=len(statuses))
         self.records = [
             ShardRecord(run_id="r", shard_key=i, shard_index=i, status=s, granules=1,
                         finished_at=ENDED if s.finished else None)
             for i, s in enumerate(statuses)
         ]
+        counts = {s: statuses.count(s) for s in ShardStatus if s.finished}
+        self.run = RunRecord(run_id="r", created_at=CREATED, catalog="c", catalog_hash="h", config={}, store="s",
+                             credentials_parameter="p", shards=len(statuses), granules=len(statuses), counts=counts,
+                             last_finished_at=ENDED if any(s.finished for s in statuses) else None)
 
     def get_run(self, run_id):
         return self.run
 
-    def shards(self, run_id):
-        return iter(self.records)
+    def count(self, run_id, status):
+        return sum(r.status == status for r in self.records)
+
+    def shards(self, run_id, status=None):
+        return iter([r for r in self.records if status is None or r.status == status])
 
 
 def test_counts_every_status_in_order_and_finishes_when_no_shard_is_pending_or_running():
