@@ -100,7 +100,7 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     shard) and keep the one shard benchmarked. Returns the step's cost."""
     from producer.granule_catalog import granule_shards, list_granules
     from shared.catalog import ShardMap
-    from worker.granule_io import ReadContext, S3RangeReader
+    from shared.granules import ReadContext, S3RangeReader
 
     locations = list_granules(prefix)
     context = ReadContext(s3=S3RangeReader())
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     from producer import stack
     from shared.config import load_config
     from shared.grid import DEFAULT_GRID, shard_keys_of
-    from worker.reader import ShardGeometry
+    from shared.granules import ShardGeometry
 
     config, grid = load_config(), DEFAULT_GRID
     lat, lon = args.spec.through

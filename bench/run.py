@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.catalog import load_catalog
     from shared.config import load_config
     from worker.aggregate import aggregate
-    from worker.granule_io import ReadContext, S3RangeReader
-    from worker.reader import ShardGeometry
+    from shared.granules import ReadContext, S3RangeReader, ShardGeometry
     from worker.shard import GRANULE_THREADS, process_shard
 
     from bench import baseline

@@ -13,7 +13,7 @@ from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
 from shared.results import ShardResult, ShardStatus
 from tests.independent import expected_cells, kept_points
 from tests.test_real_data import assert_cells_match
-from worker.granule_io import ReadContext
+from shared.granules import ReadContext
 from worker.shard import process_shard
 
 # no catalog entry (the latitude search), the catalog's segments only, the whole entry (recorded chunks)

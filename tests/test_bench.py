@@ -16,10 +16,9 @@ from bench.data import InputSpec, granules
 from shared.catalog import GranuleRef
 from shared.config import load_config
 from shared.grid import DEFAULT_GRID, shard_keys_of
-from worker.granule_io import ReadContext
-from worker.band_search import BandSearch
-from worker.h5plan import merge_ranges
-from worker.reader import ShardGeometry, read_points
+from shared.granules import ReadContext, ShardGeometry, read_points
+from shared.granules.io import merge_ranges
+from shared.granules.search import BandSearch
 
 CHUNK = 1000
 

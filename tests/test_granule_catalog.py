@@ -11,13 +11,13 @@ import h5py
 import numpy as np
 
 from producer.granule_catalog import granule_shards
-from worker.points import valid_coordinates
+from shared.granules.points import valid_coordinates
 from shared.catalog import load_catalog
 from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from tests.pipeline import assemble_native, link_granules
 from tests.test_cli import run
-from worker.granule_io import ReadContext
+from shared.granules import ReadContext
 
 GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 SPARSE = "processed_ATL06_20190424092231_03990303_002_01.h5"

@@ -10,7 +10,7 @@ from shared.grid import DEFAULT_GRID, nested_ids, shard_keys_of
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native
 from tests.read_paths import assert_every_read_path_matches
-from worker.points import child_index
+from shared.granules.points import child_index
 
 FILL64 = 3.4028234663852886e38  # ATL06's latitude and longitude _FillValue
 ANTARCTIC = "ATL06_20190101001723_00540210_*_gt*.h5"

@@ -13,7 +13,7 @@ from shared.results import FailureKind
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
 from tests.test_real_data import GREENLAND, assert_matches_independent
-from worker.granule_io import GranuleReadError, ReadContext, S3RangeDriver, S3RangeReader, classify_error, error_code
+from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source, classify_error, error_code
 
 BUCKET = "granules"
 
@@ -102,13 +102,13 @@ def test_signed_range_reads_pass_signature_checks(s3_granules, signed_reads_enfo
     """The emulator recomputes each request's SigV4 signature: the headers the reader signs are
     the ones it sends, and a wrong secret or an unknown key is refused and classed DENIED."""
     location = f"s3://{BUCKET}/atl06/{GREENLAND}"
-    driver = S3RangeDriver(location, ReadContext(s3=S3RangeReader(signed_reads_enforced)))
+    driver = S3Source(location, ReadContext(s3=S3RangeReader(signed_reads_enforced)))
     assert driver.read(0, 8) == b"\x89HDF\r\n\x1a\n"
     expected = s3_granules[0].read_bytes()[1000:5000]
     assert driver.read(1000, 4000) == expected
 
     for wrong in ({**signed_reads_enforced, "secretAccessKey": "not-the-secret"}, {"accessKeyId": "AKIAUNKNOWN000000000", "secretAccessKey": "x"}):
-        refused = S3RangeDriver(location, ReadContext(s3=S3RangeReader(wrong)))
+        refused = S3Source(location, ReadContext(s3=S3RangeReader(wrong)))
         with pytest.raises(GranuleReadError) as info:
             refused.read(0, 8)
         assert info.value.kind == FailureKind.DENIED

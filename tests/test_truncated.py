@@ -12,7 +12,7 @@ from shared.catalog import GranuleRef
 from shared.results import FailureKind, ShardStatus
 from tests.pipeline import assemble_native
 from tests.read_paths import READ_PATHS, as_read, cataloged, process
-from worker.granule_io import GranuleReadError, LocalFileDriver, ReadContext, S3RangeDriver, S3RangeReader
+from shared.granules.io import GranuleReadError, LocalFileSource, ReadContext, S3RangeReader, S3Source
 
 BUCKET = "truncated-granules"
 STEM = "ATL06_20190101001723_00540210_209_01"
@@ -90,7 +90,7 @@ def assert_truncated(read, pos: int, size: int) -> None:
 def drivers_read_like_files(driver, size: int) -> None:
     """A range that runs past the end comes back short (h5coro's cache lines need it), a range that
     starts past it is CORRUPT, and an exact read that ends short is CORRUPT."""
-    from worker.granule_io import read_exact
+    from shared.granules.io import read_exact
 
     assert len(driver.read(size - 10, 100)) == 10
     assert_truncated(driver.read, size, 100)
@@ -101,12 +101,12 @@ def drivers_read_like_files(driver, size: int) -> None:
 
 def test_local_driver_reads_like_a_file(granules):
     path = granules["truncated"]
-    drivers_read_like_files(LocalFileDriver(str(path), ReadContext()), path.stat().st_size)
+    drivers_read_like_files(LocalFileSource(str(path), ReadContext()), path.stat().st_size)
 
 
 @pytest.mark.integration
 def test_s3_driver_reads_like_a_file(granules, stack_env):
     path = granules["truncated"]
     upload_granules([path], BUCKET, "atl06/")
-    driver = S3RangeDriver(f"s3://{BUCKET}/atl06/{path.name}", ReadContext(s3=S3RangeReader()))
+    driver = S3Source(f"s3://{BUCKET}/atl06/{path.name}", ReadContext(s3=S3RangeReader()))
     drivers_read_like_files(driver, path.stat().st_size)

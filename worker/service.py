@@ -21,13 +21,13 @@ from pydantic import ValidationError
 
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter
 from shared.errors import CredentialsError, StoreError, StoreRefusedError
+from shared.granules import ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID
 from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
 from shared.redaction import redact
 from shared.results import FailureKind, ShardResult, ShardStatus
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
-from worker.granule_io import ReadContext, S3RangeReader, split_s3_url
 from worker.control import DeadlineReached, PoisonMessage
 from worker.shard import process_shard
 from worker.store import write_shard

@@ -10,12 +10,11 @@ import numpy as np
 
 from shared.catalog import GranuleRef, unique_granules
 from shared.config import PipelineConfig
+from shared.granules import GranuleReadError, Points, ReadContext, ShardGeometry, read_points
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
 from worker.aggregate import aggregate
 from worker.control import DeadlineReached
-from worker.granule_io import GranuleReadError, ReadContext
-from worker.reader import Points, ShardGeometry, read_points
 
 # Granules are read concurrently: the work is waiting on byte ranges and zlib, which release the GIL.
 GRANULE_THREADS = 8

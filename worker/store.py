@@ -19,10 +19,10 @@ from zarr.storage import LocalStore, ObjectStore
 from shared.config import PipelineConfig
 from shared.credentials import obstore_s3_config
 from shared.errors import StoreError, StoreRefusedError
+from shared.granules.io import classify_error, error_code
 from shared.grid import GridSignature, child_cell_ids
 from shared.reducers import REDUCERS
 from shared.results import FailureKind
-from worker.granule_io import classify_error, error_code
 
 DIMENSION = "cells"
 
