@@ -61,6 +61,7 @@ def assert_partial_with_the_good_granules(key: int, refs: dict[str, GranuleRef],
     assert refs["truncated"].id in failure.reason and "truncated: " in failure.reason and "shorter than" in failure.reason
     alone, expected = process(key, [refs["left"], refs["right"]], context())
     assert alone.status == ShardStatus.SUCCEEDED and result.observations == alone.observations > 0
+    assert sum(result.strategies.values()) == result.granules_read and result.strategies == alone.strategies
     assert stats.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(stats[name], expected[name], err_msg=name)

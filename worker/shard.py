@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from shared.catalog import GranuleRef, unique_granules
 from shared.config import PipelineConfig
-from shared.granules import GranuleReadError, Points, ReadContext, ShardGeometry, read_points
+from shared.granules import GranuleReadError, Points, ReadContext, ShardGeometry, choose_strategy
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
 from worker.aggregate import aggregate
@@ -34,20 +35,23 @@ def read_shard(
     context: ReadContext,
     threads: int = GRANULE_THREADS,
     should_stop: StopCheck = _never,
-) -> tuple[list[Points], list[GranuleFailure]]:
-    """Read every granule; each failure is recorded with its reason, never dropped."""
+) -> tuple[list[Points], list[GranuleFailure], dict[str, int]]:
+    """Read every granule; each failure is recorded with its reason, never dropped. Also returns
+    how many granules each read strategy read."""
 
-    def one(granule: GranuleRef) -> Points | GranuleFailure:
+    def one(granule: GranuleRef) -> tuple[str, Points] | GranuleFailure:
         if should_stop():
             raise DeadlineReached(f"stopped before reading {granule.id}: the invocation deadline is near")
+        strategy = choose_strategy(granule, config)
         try:
-            return read_points(granule, geometry, config, context)
+            return strategy.name, strategy.read(granule, geometry, config, context)
         except GranuleReadError as exc:
             return GranuleFailure(granule=granule.id, kind=exc.kind, reason=exc.reason)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(granules)))) as pool:
         outcomes = list(pool.map(one, granules))
-    return [o for o in outcomes if isinstance(o, Points)], [o for o in outcomes if isinstance(o, GranuleFailure)]
+    read = [o for o in outcomes if not isinstance(o, GranuleFailure)]
+    return [points for _, points in read], [o for o in outcomes if isinstance(o, GranuleFailure)], dict(Counter(name for name, _ in read))
 
 
 def process_shard(
@@ -69,7 +73,7 @@ def process_shard(
     started = time.perf_counter()
     context = context or ReadContext()
     granules, _ = unique_granules(granules)  # every path (catalog, message, S3 list) ends here: never count one twice
-    parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
+    parts, failures, strategies = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
     points = Points.concat(parts)
     status = ShardResult.status_for(len(parts), failures, len(points))
     stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)
@@ -92,5 +96,6 @@ def process_shard(
         duration_s=time.perf_counter() - started,
         bytes_fetched=context.stats.bytes,
         requests=context.stats.requests,
+        strategies=strategies,
         error=error,
     )
