@@ -105,7 +105,7 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     locations = list_granules(prefix)
     context = ReadContext(s3=S3RangeReader())
     wall0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=context.granules_in_flight) as pool:
         touched = list(pool.map(lambda loc: granule_shards(loc, config, grid, context), locations))
     wall = time.perf_counter() - wall0
     refs = [shards[shard_key] for shards in touched if shard_key in shards]

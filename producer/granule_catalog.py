@@ -130,8 +130,9 @@ def _granule_shards(
                 for key, segments in shards.items()}
 
 
-def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID, threads: int = 8) -> ShardMap:
-    """The shard map of every granule under ``source``. Whatever cannot be used is listed in its
+def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID) -> ShardMap:
+    """The shard map of every granule under ``source``, read ``granules_in_flight`` at a time (the
+    read layer's one concurrency setting). Whatever cannot be used is listed in its
     ``unreadable`` with the reason; the map may have no shard at all (see :func:`require_usable`)."""
     entries = list_entries(source)
     if not entries:
@@ -146,7 +147,7 @@ def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature
         except UnusableGranule as exc:
             return exc.record()
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=context.granules_in_flight) as pool:
         per_granule = list(pool.map(scan, locations))
     unreadable = skipped + [r for r in per_granule if isinstance(r, UnreadableGranule)]
     shards: dict[int, list[GranuleRef]] = {}

@@ -98,6 +98,10 @@ def drivers_read_like_files(driver, size: int) -> None:
     assert_truncated(driver.read, size + 5000, 1)
     assert len(read_exact(driver, size - 10, 10)) == 10
     assert_truncated(lambda pos, n: read_exact(driver, pos, n), size - 10, 11)
+    # many ranges in one call (obstore's get_ranges on S3): every byte of each, or CORRUPT
+    assert [bytes(b) for b in driver.read_ranges([(0, 8), (size - 10, size)])] == [driver.read(0, 8), driver.read(size - 10, 10)]
+    assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size - 10, 11)  # runs past the end
+    assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size + 5000, 1)  # starts past it
 
 
 def test_local_driver_reads_like_a_file(granules):

@@ -17,9 +17,6 @@ from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
 from worker.aggregate import aggregate
 from worker.control import DeadlineReached
 
-# Granules are read concurrently: the work is waiting on byte ranges and zlib, which release the GIL.
-GRANULE_THREADS = 8
-
 ShardWriter = Callable[[dict], None]
 StopCheck = Callable[[], bool]
 
@@ -33,11 +30,11 @@ def read_shard(
     geometry: ShardGeometry,
     config: PipelineConfig,
     context: ReadContext,
-    threads: int = GRANULE_THREADS,
     should_stop: StopCheck = _never,
 ) -> tuple[list[Points], list[GranuleFailure], dict[str, int]]:
-    """Read every granule; each failure is recorded with its reason, never dropped. Also returns
-    how many granules each read strategy read."""
+    """Read every granule, ``context.granules_in_flight`` at a time (the work is waiting on byte
+    ranges and zlib, which release the GIL); each failure is recorded with its reason, never
+    dropped. Also returns how many granules each read strategy read."""
 
     def one(granule: GranuleRef) -> tuple[str, Points] | GranuleFailure:
         if should_stop():
@@ -48,7 +45,7 @@ def read_shard(
         except GranuleReadError as exc:
             return GranuleFailure(granule=granule.id, kind=exc.kind, reason=exc.reason)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(granules)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(context.granules_in_flight, len(granules)))) as pool:
         outcomes = list(pool.map(one, granules))
     read = [o for o in outcomes if not isinstance(o, GranuleFailure)]
     return [points for _, points in read], [o for o in outcomes if isinstance(o, GranuleFailure)], dict(Counter(name for name, _ in read))

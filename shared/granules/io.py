@@ -3,8 +3,9 @@
 A granule is read as byte ranges: a :class:`ByteSource` per granule, opened by
 :func:`open_source`, reads like a file (:meth:`ByteSource.read`: a range that runs past the end
 comes back short, one that starts past it is an error; h5coro's cache lines need this at the end
-of a file) and exactly (:func:`read_exact`: every byte asked for, or CORRUPT). Every
-read is counted (:class:`ReadStats`): bytes fetched, not bytes used, is what a shard pays for.
+of a file) and exactly (:meth:`ByteSource.read_ranges`, :func:`read_exact`: every byte asked for,
+or CORRUPT). Every range is counted (:class:`ReadStats`): bytes fetched, not bytes used, is what a
+shard pays for.
 
 Errors are :class:`GranuleReadError` with a kind: MISSING (no such object or file), DENIED (the
 credentials were refused or have expired: refresh them), CORRUPT (a granule shorter than its
@@ -13,14 +14,21 @@ starts past the end) or TRANSIENT (throttling, 5xx, timeouts: retry).
 
 Planned reads fetch many ranges at once (:func:`fetch_ranges`): ranges closer than
 :data:`MERGE_GAP` become one request, and the bytes land in a :class:`RangeStore` by file offset.
+On S3 the requests of one round of one granule are one ``obstore.get_ranges`` call, which fetches
+them in parallel outside the interpreter (no thread per request).
+
+Concurrency has one setting, :data:`REQUESTS_IN_FLIGHT` (per shard, carried by the
+:class:`ReadContext`): a granule has at most :data:`RANGES_PER_CALL` ranges in flight, so a shard
+reads :attr:`ReadContext.granules_in_flight` granules at once, and the S3 client keeps that many
+connections.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -40,11 +48,12 @@ MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 # A range that starts past the object's end: the object is shorter than its metadata says.
 TRUNCATED_CODES = {"InvalidRange", "416"}
 
-# Requests of one shard in flight at once (and so connections the reader keeps open).
-MAX_CONNECTIONS = 64
-# Threads fetching planned byte ranges, shared by every granule read in this process (requests
-# in flight are bounded by the ReadContext, to its client's connection pool).
-FETCH_THREADS = 48
+# THE concurrency setting: byte-range requests of one shard in flight at once (and so the
+# connections its S3 client keeps open). Granules read at once follow from it.
+REQUESTS_IN_FLIGHT = 80
+# Ranges of one object obstore's get_ranges fetches at once (object_store's
+# OBJECT_STORE_COALESCE_PARALLEL): what one granule can have in flight.
+RANGES_PER_CALL = 10
 # Byte ranges closer than this are fetched in one request (the gap is fetched too).
 MERGE_GAP = 64 * 1024
 
@@ -109,7 +118,7 @@ class S3RangeReader:
     session tokens travel in headers: no URL carries a credential.
     """
 
-    def __init__(self, credentials: dict[str, str] | None = None, max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, credentials: dict[str, str] | None = None, max_connections: int = REQUESTS_IN_FLIGHT):
         self._config = obstore_s3_config(credentials)
         self._client = {**CLIENT, "pool_max_idle_per_host": str(max_connections)}
         self._stores: dict[str, S3Store] = {}
@@ -124,15 +133,31 @@ class S3RangeReader:
             return self._stores[bucket]
 
     def get(self, bucket: str, key: str, start: int, stop: int) -> bytes:
-        """Bytes ``[start, stop)`` of ``s3://bucket/key``; raises :class:`GranuleReadError`."""
+        """Bytes ``[start, stop)`` of ``s3://bucket/key`` (short at the object's end); raises
+        :class:`GranuleReadError`."""
         try:
             return bytes(obstore.get_range(self.store(bucket), key, start=start, end=stop))
         except (obstore.exceptions.BaseError, OSError) as exc:  # obstore raises FileNotFoundError for a missing object
-            code = error_code(str(exc))
-            kind = classify_error(code, exc)
-            if kind == FailureKind.CORRUPT:
-                raise truncated(f"s3://{bucket}/{key}", start, stop - start, 0) from None
-            raise GranuleReadError(kind, f"s3://{bucket}/{key}: {code or type(exc).__name__}") from None
+            raise self._error(bucket, key, exc, start, stop) from None
+
+    def get_ranges(self, bucket: str, key: str, ranges: list[tuple[int, int]]) -> list[memoryview]:
+        """The bytes of each ``(start, stop)`` range of ``s3://bucket/key``, in one call: obstore
+        fetches them in parallel (:data:`RANGES_PER_CALL` at a time), one request each (ranges
+        closer than ``coalesce`` would be merged: the caller has merged them already). A range that
+        runs past the object's end comes back short."""
+        try:
+            got = obstore.get_ranges(self.store(bucket), key, starts=[a for a, _ in ranges], ends=[b for _, b in ranges], coalesce=0)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._error(bucket, key, exc, *max(ranges)) from None  # the range furthest into the object
+        return [memoryview(data) for data in got]
+
+    @staticmethod
+    def _error(bucket: str, key: str, exc: Exception, start: int, stop: int) -> GranuleReadError:
+        code = error_code(str(exc))
+        kind = classify_error(code, exc)
+        if kind == FailureKind.CORRUPT:  # 416: the range starts past the object's end
+            return truncated(f"s3://{bucket}/{key}", start, stop - start, 0)
+        return GranuleReadError(kind, f"s3://{bucket}/{key}: {code or type(exc).__name__}")
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -160,14 +185,25 @@ class ReadStats:
             self.bytes += nbytes
 
 
+    def add_ranges(self, sizes: list[int]) -> None:
+        with self._lock:
+            self.requests += len(sizes)
+            self.bytes += sum(sizes)
+
+
 @dataclass
 class ReadContext:
     """What a read needs: the S3 reader (shared by all granules of a shard), the counters, and
-    the bound on requests in flight (the reader's connection pool)."""
+    the concurrency setting, requests in flight (:data:`REQUESTS_IN_FLIGHT`)."""
 
     s3: S3RangeReader | None = None
     stats: ReadStats = field(default_factory=ReadStats)
-    in_flight: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_CONNECTIONS), repr=False)
+    requests_in_flight: int = REQUESTS_IN_FLIGHT
+
+    @property
+    def granules_in_flight(self) -> int:
+        """Granules read at once: each has up to :data:`RANGES_PER_CALL` requests in flight."""
+        return max(1, self.requests_in_flight // RANGES_PER_CALL)
 
 
 # =============================================================================================
@@ -182,8 +218,19 @@ class ByteSource:
         """Up to ``size`` bytes at ``pos``, like a file: short at the end, an error past it."""
         raise NotImplementedError
 
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | memoryview]:
+        """Exactly the bytes of each ``(start, stop)`` range; a granule that ends first is CORRUPT."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
+
+
+def _exact(resource: str, ranges: list[tuple[int, int]], got: list) -> list:
+    for (start, stop), data in zip(ranges, got):
+        if len(data) < stop - start:
+            raise truncated(resource, start, stop - start, len(data))
+    return got
 
 
 def read_exact(source: ByteSource, pos: int, size: int) -> bytes:
@@ -205,10 +252,14 @@ class S3Source(ByteSource):
             raise GranuleReadError(FailureKind.DENIED, f"{resource}: no S3 reader configured")
 
     def read(self, pos: int, size: int) -> bytes:
-        with self.context.in_flight:
-            data = self.context.s3.get(self.bucket, self.key, pos, pos + size)
+        data = self.context.s3.get(self.bucket, self.key, pos, pos + size)
         self.context.stats.add(len(data))
         return data
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[memoryview]:
+        got = self.context.s3.get_ranges(self.bucket, self.key, ranges) if ranges else []
+        self.context.stats.add_ranges([len(data) for data in got])
+        return _exact(self.resource, ranges, got)
 
 
 class LocalFileSource(ByteSource):
@@ -217,25 +268,29 @@ class LocalFileSource(ByteSource):
     def __init__(self, resource: str, context: ReadContext):
         self.resource = resource
         self.context = context
-        self.lock = threading.Lock()
         try:
-            self.file = open(resource, "rb")
+            self.fd = os.open(resource, os.O_RDONLY)
         except FileNotFoundError:
             raise GranuleReadError(FailureKind.MISSING, f"{resource}: no such file") from None
         except OSError as exc:
             raise GranuleReadError(FailureKind.MISSING, f"{resource}: {exc.strerror}") from None
 
     def read(self, pos: int, size: int) -> bytes:
-        with self.lock:
-            self.file.seek(pos)
-            data = self.file.read(size)
+        data = os.pread(self.fd, size, pos)
         self.context.stats.add(len(data))
         if size and not data:  # nothing at pos: what S3 answers with 416
             raise truncated(self.resource, pos, size, 0)
         return data
 
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        got = [os.pread(self.fd, stop - start, start) for start, stop in ranges]  # the page cache: no waiting to overlap
+        self.context.stats.add_ranges([len(data) for data in got])
+        return _exact(self.resource, ranges, got)
+
     def close(self) -> None:
-        self.file.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def open_source(location: str, context: ReadContext) -> ByteSource:
@@ -293,28 +348,11 @@ class RangeStore:
         return None
 
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-
-
-def _fetch_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="granule-fetch")
-        return _pool
-
-
 def fetch_ranges(source: ByteSource, ranges: list[tuple[int, int]], store: RangeStore) -> RangeStore:
     """Fetch absolute byte ranges into ``store``: ranges closer than :data:`MERGE_GAP` in one
-    request, requests in parallel, what the store holds skipped. A range the granule does not
-    hold in full raises CORRUPT (:func:`read_exact`)."""
+    request, all requests in one :meth:`ByteSource.read_ranges` call, what the store holds
+    skipped. A range the granule does not hold in full raises CORRUPT."""
     todo = [r for r in merge_ranges(ranges) if not store.covers(*r)]
-    if len(todo) == 1:
-        start, stop = todo[0]
-        store.add(start, read_exact(source, start, stop - start))
-    elif todo:
-        futures = [(start, _fetch_pool().submit(read_exact, source, start, stop - start)) for start, stop in todo]
-        for start, future in futures:
-            store.add(start, future.result())
+    for (start, _), data in zip(todo, source.read_ranges(todo)):
+        store.add(start, data)
     return store
