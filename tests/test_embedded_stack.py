@@ -41,11 +41,11 @@ from shared.grid import shard_nested_id
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
+from shared.store import create_template, open_store
 from tests.independent import expected_cells, kept_points
 from tests.queue_helpers import SECRET_PARTS, credentials_file, queue_counts, submit, upload
 from tests.test_real_data import assert_matches_independent
 from worker.runner import read_mapping
-from worker.store import create_template, open_store
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from shared.redaction import redact
 from shared.results import FailureKind, ShardResult, ShardStatus
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
+from shared.store import write_shard
 from worker.control import DeadlineReached, PoisonMessage
 from worker.shard import process_shard
-from worker.store import write_shard
 
 CREDENTIALS_CACHE_SECONDS = 300
 

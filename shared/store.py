@@ -3,7 +3,8 @@
 Layout: a 1-D ``cells`` dimension of ``len(shard_keys) * 4096`` child cells, shard ``i`` (its
 position in the catalog's sorted shard keys) owning chunk ``i`` of every array. Workers never
 coordinate, and writing a shard again rewrites exactly its own chunks with identical bytes.
-The template (metadata and the ``cell_ids`` coordinate) is created once, before any shard.
+The template (metadata and the ``cell_ids`` coordinate) is created once, before any shard, by the
+producer (``producer/submit.py``, or ``python -m worker --catalog`` locally); workers write shards.
 """
 
 from __future__ import annotations
