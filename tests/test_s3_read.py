@@ -1,19 +1,18 @@
-"""The same path with granules on S3, read through the S3 range driver from the embedded emulator over HTTP."""
+"""The same path with granules on S3, read through the S3 byte source from the embedded emulator over HTTP."""
 
 from __future__ import annotations
 
 import json
 import uuid
 
-import obstore.exceptions
 import pytest
 
 from producer.stack import upload_granules
+from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source
 from shared.results import FailureKind
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
 from tests.test_real_data import GREENLAND, assert_matches_independent
-from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source, classify_error, error_code
 
 BUCKET = "granules"
 
@@ -54,27 +53,6 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
     assert worker_main(["--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key, "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert f"shard {key} PARTIAL" in out and "ATL06_gone.h5: missing" in out
-
-
-@pytest.mark.parametrize(
-    "code,error,kind",
-    [
-        ("NoSuchKey", obstore.exceptions.NotFoundError, FailureKind.MISSING),
-        ("", FileNotFoundError, FailureKind.MISSING),
-        ("", PermissionError, FailureKind.DENIED),
-        ("ExpiredToken", obstore.exceptions.GenericError, FailureKind.DENIED),
-        ("AccessDenied", obstore.exceptions.PermissionDeniedError, FailureKind.DENIED),
-        ("", obstore.exceptions.UnauthenticatedError, FailureKind.DENIED),
-        ("InvalidAccessKeyId", obstore.exceptions.GenericError, FailureKind.DENIED),
-        ("SlowDown", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
-        ("InternalError", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
-        ("InvalidRange", obstore.exceptions.GenericError, FailureKind.CORRUPT),  # 416: the object is truncated
-    ],
-)
-def test_s3_errors_are_classified(code, error, kind):
-    message = f'Client error with status 400: <?xml version="1.0"?><Error><Code>{code}</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId></Error>'
-    assert error_code(message) == code
-    assert classify_error(error_code(message), error(message)) == kind
 
 
 @pytest.fixture

@@ -145,6 +145,8 @@ class S3RangeReader:
         fetches them in parallel (:data:`RANGES_PER_CALL` at a time), one request each (ranges
         closer than ``coalesce`` would be merged: the caller has merged them already). A range that
         runs past the object's end comes back short."""
+        if not ranges:
+            return []
         try:
             got = obstore.get_ranges(self.store(bucket), key, starts=[a for a, _ in ranges], ends=[b for _, b in ranges], coalesce=0)
         except (obstore.exceptions.BaseError, OSError) as exc:
@@ -257,7 +259,7 @@ class S3Source(ByteSource):
         return data
 
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[memoryview]:
-        got = self.context.s3.get_ranges(self.bucket, self.key, ranges) if ranges else []
+        got = self.context.s3.get_ranges(self.bucket, self.key, ranges)
         self.context.stats.add_ranges([len(data) for data in got])
         return _exact(self.resource, ranges, got)
 
@@ -353,6 +355,6 @@ def fetch_ranges(source: ByteSource, ranges: list[tuple[int, int]], store: Range
     request, all requests in one :meth:`ByteSource.read_ranges` call, what the store holds
     skipped. A range the granule does not hold in full raises CORRUPT."""
     todo = [r for r in merge_ranges(ranges) if not store.covers(*r)]
-    for (start, _), data in zip(todo, source.read_ranges(todo)):
+    for (start, _), data in zip(todo, source.read_ranges(todo) if todo else []):
         store.add(start, data)
     return store
