@@ -100,12 +100,12 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     shard) and keep the one shard benchmarked. Returns the step's cost."""
     from producer.granule_catalog import granule_shards, list_granules
     from shared.catalog import ShardMap
-    from worker.granule_io import ReadContext, S3RangeReader
+    from shared.granules import ReadContext, S3RangeReader
 
     locations = list_granules(prefix)
     context = ReadContext(s3=S3RangeReader())
     wall0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=context.granules_in_flight) as pool:
         touched = list(pool.map(lambda loc: granule_shards(loc, config, grid, context), locations))
     wall = time.perf_counter() - wall0
     refs = [shards[shard_key] for shards in touched if shard_key in shards]
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     from producer import stack
     from shared.config import load_config
     from shared.grid import DEFAULT_GRID, shard_keys_of
-    from worker.reader import ShardGeometry
+    from shared.granules import ShardGeometry
 
     config, grid = load_config(), DEFAULT_GRID
     lat, lon = args.spec.through

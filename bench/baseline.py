@@ -5,30 +5,26 @@ beam's full ``latitude`` and ``longitude``, find the shard's points among all of
 ``h_li``, ``h_li_sigma`` and the quality flag over the index range that holds them, through a
 second h5coro handle (the original opened the granule once per read; that is what reproduces its
 published I/O, 1.63 GB in 451 GETs for 50 full granules whose files total 0.92 GB).
-It goes through the project's counting drivers (:mod:`worker.granule_io`), so its requests and
-bytes are counted exactly like the project reader's, and it selects and filters points with the
-same functions (:mod:`worker.points`), so both must give the same statistics.
+It goes through the project's counting byte sources (:mod:`shared.granules.io`, through
+:func:`~shared.granules.h5coro_adapter.open_h5coro`), so its requests and bytes are counted exactly
+like the project reader's, and it selects and filters points with the same functions
+(:mod:`shared.granules.points`), so both must give the same statistics.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from h5coro import h5coro
-
 from shared.catalog import GranuleRef
 from shared.config import PipelineConfig
+from shared.granules.h5coro_adapter import H5CORO_DEFAULT_CACHE_LINE, fill_value, open_h5coro
+from shared.granules.io import GranuleReadError, ReadContext
+from shared.granules.points import Points, ShardGeometry, child_index, kept_points, span
 from shared.results import FailureKind
-from worker.granule_io import GranuleReadError, ReadContext, driver_for
-from worker.points import child_index, span
-from worker.reader import Points, ShardGeometry, _fill_value, kept_points
-
-H5CORO_DEFAULT_CACHE_LINE = 0x400000  # h5coro 1.0.7's default
 
 
-def _open(granule: GranuleRef, context: ReadContext) -> h5coro.H5Coro:
-    return h5coro.H5Coro(granule.location, driver_for(granule.location), credentials=context, errorChecking=True,
-                         verbose=False, cacheLineSize=H5CORO_DEFAULT_CACHE_LINE)
+def _open(granule: GranuleRef, context: ReadContext):
+    return open_h5coro(granule.location, context, H5CORO_DEFAULT_CACHE_LINE)
 
 
 def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
@@ -66,7 +62,7 @@ def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfi
         h, sigma = got[cfg.value], got[cfg.sigma]
         quality = got[cfg.quality.dataset].values if cfg.quality else None
         parts.append(kept_points(cells, h.values, sigma.values, quality, cfg,
-                                 _fill_value(h.meta, h.values.dtype), _fill_value(sigma.meta, sigma.values.dtype)))
+                                 fill_value(h.meta, h.values.dtype), fill_value(sigma.meta, sigma.values.dtype)))
     return Points.concat(parts)
 
 

@@ -17,8 +17,7 @@ import h5py
 import numpy as np
 
 from shared.config import PipelineConfig
-from worker.points import child_index
-from worker.reader import ShardGeometry
+from shared.granules.points import ShardGeometry, child_index
 
 
 @dataclass

@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     from shared.catalog import load_catalog
     from shared.config import load_config
     from worker.aggregate import aggregate
-    from worker.granule_io import ReadContext, S3RangeReader
-    from worker.reader import ShardGeometry
-    from worker.shard import GRANULE_THREADS, process_shard
+    from shared.granules import ReadContext, S3RangeReader, ShardGeometry
+    from worker.shard import process_shard
 
     from bench import baseline
 
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     captured: dict[str, np.ndarray] = {}
     cpu0, wall0 = _cpu(), time.perf_counter()
     if args.strategy == "baseline":
-        points = baseline.read_shard(granules, ShardGeometry.of(args.shard, grid), config, context, GRANULE_THREADS)
+        points = baseline.read_shard(granules, ShardGeometry.of(args.shard, grid), config, context, context.granules_in_flight)
         captured.update(aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard))
         observations, failed = len(points), 0
     else:

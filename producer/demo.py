@@ -141,7 +141,7 @@ def run_demo(out: Path, started: float) -> int:
     from producer.stack import upload_granules
     from producer.synthetic import generate
     from worker.runner import read_mapping, run
-    from worker.store import open_store
+    from shared.store import open_store
 
     step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
     granules = generate(out / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)

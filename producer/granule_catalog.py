@@ -16,9 +16,8 @@ import numpy as np
 from shared.catalog import GranuleRef, ShardMap, UnreadableGranule
 from shared.config import PipelineConfig
 from shared.errors import CatalogError
+from shared.granules import GranuleReadError, GranuleSurvey, ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
-from worker.granule_io import GranuleReadError, ReadContext, S3RangeReader, split_s3_url
-from worker.reader import GranuleReader
 
 
 GRANULE_SUFFIX = ".h5"
@@ -117,9 +116,8 @@ def _granule_shards(
 ) -> dict[int, GranuleRef]:
     where = {"s3": location} if location.startswith("s3://") else {"path": location}
     ref = GranuleRef(id=granule_id(location), **where)
-    reader = GranuleReader(ref, config, context)
-    try:
-        coordinates = reader.whole_coordinates()
+    with GranuleSurvey(ref, config, context) as survey:
+        coordinates = survey.coordinates()
         if not coordinates:  # e.g. an HDF5 file of another layout: a silent "no shards" would hide it
             raise UnusableGranule(location, f"not a native {config.product} granule: no beam has "
                                             f"/<beam>/{config.group}/{config.latitude} ({', '.join(config.beams)})")
@@ -128,14 +126,13 @@ def _granule_shards(
             index = np.flatnonzero(ok)  # points without valid coordinates belong to no shard
             for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
                 shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
-        return {key: ref.model_copy(update={"segments": segments, "chunks": reader.recorded_chunks(segments) or None})
+        return {key: ref.model_copy(update={"segments": segments, "chunks": survey.chunk_records(segments) or None})
                 for key, segments in shards.items()}
-    finally:
-        reader.close()
 
 
-def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID, threads: int = 8) -> ShardMap:
-    """The shard map of every granule under ``source``. Whatever cannot be used is listed in its
+def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID) -> ShardMap:
+    """The shard map of every granule under ``source``, read ``granules_in_flight`` at a time (the
+    read layer's one concurrency setting). Whatever cannot be used is listed in its
     ``unreadable`` with the reason; the map may have no shard at all (see :func:`require_usable`)."""
     entries = list_entries(source)
     if not entries:
@@ -150,7 +147,7 @@ def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature
         except UnusableGranule as exc:
             return exc.record()
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=context.granules_in_flight) as pool:
         per_granule = list(pool.map(scan, locations))
     unreadable = skipped + [r for r in per_granule if isinstance(r, UnreadableGranule)]
     shards: dict[int, list[GranuleRef]] = {}

@@ -21,7 +21,7 @@ from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 from shared.settings import INLINE_GRANULES_MAX_BYTES, RUN_FILES_PREFIX, SQS_MAX_MESSAGE_BYTES, SQS_SEND_BATCH, StackOutputs
-from worker.store import create_template
+from shared.store import create_template
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
 PRICE_PER_GB_SECOND = 0.0000133334

@@ -49,7 +49,7 @@ def nested_ids(lat: np.ndarray, lon: np.ndarray, order: int) -> np.ndarray:
 
     Points the grid has no place for (a non-finite coordinate, |lat| > 90) raise ValueError: the
     library would panic, and a Rust panic escapes ``except Exception``. Drop them first
-    (``worker.points.valid_coordinates``).
+    (``shared.granules.points.valid_coordinates``).
     """
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     if not ((np.abs(lat) <= 90).all() and np.isfinite(lon).all()):

@@ -55,6 +55,7 @@ class ShardResult(BaseModel):
     duration_s: float = 0.0
     bytes_fetched: int = 0
     requests: int = 0
+    strategies: dict[str, int] = {}  # granules read per read strategy (shared.granules.choose_strategy)
     error: str | None = None
 
     @staticmethod
@@ -69,6 +70,8 @@ class ShardResult(BaseModel):
             f"{len(self.granules_failed)} failed, {plural(self.observations, 'observation')}, "
             f"{plural(self.cells_with_data, 'cell')}, {self.duration_s:.2f} s"
         )
+        if self.strategies:
+            line += " (" + ", ".join(f"{n} by {name}" for name, n in sorted(self.strategies.items())) + ")"
         if self.error:
             line += f" - {self.error}"
         for f in self.granules_failed:

@@ -13,11 +13,20 @@ from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
 from shared.results import ShardResult, ShardStatus
 from tests.independent import expected_cells, kept_points
 from tests.test_real_data import assert_cells_match
-from worker.granule_io import ReadContext
+from shared.granules import ReadContext
+from shared.granules.strategies import CATALOG_SEGMENTS, LATITUDE_SEARCH, RECORDED_CHUNKS, has_recorded_chunks
 from worker.shard import process_shard
 
 # no catalog entry (the latitude search), the catalog's segments only, the whole entry (recorded chunks)
 READ_PATHS = ("search", "segments", "catalog")
+
+
+def strategy_for(ref: GranuleRef, how: str) -> str:
+    """The read strategy read path ``how`` must run: a catalog entry without recorded chunks
+    (a contiguous dataset has none) is read by its segments."""
+    if how == "search":
+        return LATITUDE_SEARCH.name
+    return RECORDED_CHUNKS.name if how == "catalog" and has_recorded_chunks(ref, load_config()) else CATALOG_SEGMENTS.name
 
 
 def as_read(ref: GranuleRef, how: str) -> GranuleRef:
@@ -56,5 +65,6 @@ def assert_every_read_path_matches(path: Path, expected: dict[int, dict] | None 
         for how in READ_PATHS:
             result, stats = process(key, [as_read(ref, how)])
             assert result.status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY), f"{how}: {result.summary()}"
+            assert result.strategies == {strategy_for(ref, how): 1}, f"{how}: {result.summary()}"
             assert_cells_match(child_cell_ids(key), stats, mine)
     assert covered == set(expected), "cells missing from every shard the catalog lists"

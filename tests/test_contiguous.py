@@ -8,14 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
-from shared.catalog import GranuleRef
-from shared.config import load_config
 from tests.independent import declared_fill
 from tests.pipeline import assemble_native
 from tests.read_paths import assert_every_read_path_matches, cataloged
 from tests.test_real_data import GREENLAND
-from worker.granule_io import ReadContext
-from worker.reader import GranuleReader
+from shared.granules import ReadContext
+from shared.granules.h5coro_adapter import H5File
 
 ANTARCTIC = "ATL06_20190101001723_00540210_*_gt*.h5"
 NSIDC = "ATL06_20181013235645_02340114_209_01.h5"
@@ -85,20 +83,17 @@ def test_catalog_records_no_chunks_for_contiguous_datasets(antarctic, tmp_path):
 
 
 def test_a_contiguous_slice_is_one_exact_byte_range(antarctic, tmp_path):
-    from worker.h5plan import ContiguousTable
+    from shared.granules.chunks import ContiguousTable
 
     path = reencode(antarctic, tmp_path / antarctic.name)
     name = "/gt1r/land_ice_segments/latitude"
     with h5py.File(path) as f:
         offset, expected = f[name].id.get_offset(), f[name][()]
-    reader = GranuleReader(GranuleRef(id=path.name, path=str(path)), load_config(), ReadContext())
-    try:
-        reader._metadata([name])
-        table = reader.tables[name]
+    with H5File(path.name, str(path), ReadContext()) as f:
+        f.walk([name])
+        table = f.storage(name)
         assert isinstance(table, ContiguousTable) and table.length == expected.size
         for start, stop in [(0, 10), (12_345, 12_346), (20_000, expected.size), (0, expected.size)]:
             assert table.ranges(start, stop) == [(offset + 8 * start, offset + 8 * stop)]
-            got = reader._read([(name, start, stop)])[(name, start, stop)].values
+            got = f.read([(name, start, stop)])[(name, start, stop)]
             np.testing.assert_array_equal(got, expected[start:stop])
-    finally:
-        reader.close()

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,15 +39,16 @@ from producer.synthetic import generate
 from shared.catalog import load_catalog
 from shared.errors import RunError
 from shared.config import load_config
+from shared.granules import choose_strategy
 from shared.grid import shard_nested_id
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
+from shared.store import create_template, open_store
 from tests.independent import expected_cells, kept_points
 from tests.queue_helpers import SECRET_PARTS, credentials_file, queue_counts, submit, upload
 from tests.test_real_data import assert_matches_independent
 from worker.runner import read_mapping
-from worker.store import create_template, open_store
 
 pytestmark = pytest.mark.integration
 
@@ -319,6 +321,11 @@ def test_end_to_end_with_worker_processes(world, runners):
     records = json_records(runner.log_path.read_text())
     finished = [x for x in records if x.get("message") == "shard finished"]
     assert sorted(int(x["shard_key"]) for x in finished) == sorted(world.shard_keys)
+    # and how many granules each read strategy read: the catalog recorded chunks, so by those
+    shard_map, config = load_catalog(world.catalog), load_config()
+    chosen = {str(k): dict(Counter(choose_strategy(g, config).name for g in shard_map.shards[k])) for k in world.shard_keys}
+    assert {x["shard_key"]: x["strategies"] for x in finished} == chosen
+    assert {name for by in chosen.values() for name in by} == {"recorded_chunks"}
     everything = runner.log_path.read_text() + output_of(runner)
     assert all(secret not in everything for secret in SECRET_PARTS)
     assert_queues_empty(world.outputs)

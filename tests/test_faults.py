@@ -17,13 +17,13 @@ from shared.grid import shard_nested_id
 from shared.messages import ShardMessage
 from shared.results import ShardResult, ShardStatus
 from shared.runstatus import StartOutcome
+from shared.store import open_store
 from tests.fault_helpers import Throttle, refusing_s3
 from tests.independent import expected_cells, kept_points
 from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, submit
 from tests.test_queue_service import catalog, env, granules, runs  # noqa: F401 (fixtures)
 from tests.test_real_data import assert_matches_independent
 from worker import handler
-from worker.store import open_store
 
 pytestmark = pytest.mark.integration
 

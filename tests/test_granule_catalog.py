@@ -11,13 +11,12 @@ import h5py
 import numpy as np
 
 from producer.granule_catalog import granule_shards
-from worker.points import valid_coordinates
 from shared.catalog import load_catalog
 from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from tests.pipeline import assemble_native, link_granules
 from tests.test_cli import run
-from worker.granule_io import ReadContext
+from shared.granules import ReadContext
 
 GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 SPARSE = "processed_ATL06_20190424092231_03990303_002_01.h5"
@@ -55,12 +54,6 @@ def with_fill_longitudes(src: Path, dst: Path, beam: str, where: slice) -> Path:
         lon[...] = values
         lon.attrs["_FillValue"] = LON_FILL
     return dst
-
-
-def test_valid_coordinates_rejects_fill_non_finite_and_out_of_range():
-    lat = np.array([70.0, 70.0, np.nan, 91.0, -90.0, 70.0, 70.0])
-    lon = np.array([-49.5, LON_FILL, 0.0, 0.0, 180.0, np.inf, -180.5])
-    assert valid_coordinates(lat, lon, None, LON_FILL).tolist() == [True, False, False, False, True, False, False]
 
 
 def catalog_reason(output) -> str:

@@ -32,3 +32,25 @@ def test_package_imports_follow_the_rules(package):
         if name in FORBIDDEN[package]
     ]
     assert not broken, "\n".join(broken)
+
+
+def test_h5coro_is_imported_by_its_adapter_alone():
+    """All coupling to h5coro (it is subclassed and its private attributes read) sits in one module."""
+    adapter = ROOT / "shared" / "granules" / "h5coro_adapter.py"
+    importers = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("shared", "worker", "producer", "bench")
+        for path in (ROOT / package).rglob("*.py")
+        if any(name == "h5coro" for _, name in imported_packages(path))
+    )
+    assert importers == [str(adapter.relative_to(ROOT))]
+
+
+def test_h5coro_is_the_release_its_adapter_was_tested_with():
+    from importlib.metadata import version
+
+    from shared.granules.h5coro_adapter import TESTED_WITH
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"h5coro=={TESTED_WITH}"' in pyproject
+    assert version("h5coro") == TESTED_WITH

@@ -6,11 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from shared.grid import DEFAULT_GRID, nested_ids, shard_keys_of
+from shared.grid import nested_ids, shard_keys_of
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native
 from tests.read_paths import assert_every_read_path_matches
-from worker.points import child_index
 
 FILL64 = 3.4028234663852886e38  # ATL06's latitude and longitude _FillValue
 ANTARCTIC = "ATL06_20190101001723_00540210_*_gt*.h5"
@@ -65,16 +64,6 @@ def test_every_read_path_drops_invalid_coordinates(spoiled):
     expected = expected_cells(kept_points(spoiled))
     assert len(expected) > 100
     assert_every_read_path_matches(spoiled, expected)
-
-
-def test_child_index_drops_invalid_coordinates():
-    lat = np.array([-75.0, np.nan, -75.0, FILL64, -75.0, 91.0, -75.0, -75.0, -75.0, 7.0])
-    lon = np.array([120.0, 120.0, np.nan, 120.0, FILL64, 120.0, 360.0, -180.5, np.inf, 7.0])
-    nested = nested_ids(lat[:1], lon[:1], DEFAULT_GRID.parent_order)[0]
-    index = child_index(lat, lon, int(nested), DEFAULT_GRID, FILL64, FILL64)
-    assert index[0] >= 0 and (index[1:] == -1).all()
-    # a declared fill value inside the globe is still not a place
-    assert child_index(np.array([-75.0]), np.array([120.0]), int(nested), DEFAULT_GRID, -75.0, None)[0] == -1
 
 
 def test_grid_refuses_points_it_cannot_place():

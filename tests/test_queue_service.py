@@ -16,11 +16,11 @@ from producer.synthetic import generate
 from shared.credentials import S3Credentials
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore
+from shared.store import open_store
 from tests.independent import expected_cells, kept_points
 from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, submit, upload, worker_environment
 from tests.test_real_data import assert_matches_independent
 from worker.service import Outcome, Services, handle
-from worker.store import open_store
 
 pytestmark = pytest.mark.integration
 

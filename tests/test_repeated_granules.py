@@ -14,7 +14,7 @@ from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
 from tests.test_cli import GREENLAND, assert_clean_error, catalog, run  # noqa: F401 (catalog is a fixture)
-from worker.granule_io import ReadContext
+from shared.granules import ReadContext
 from worker.shard import process_shard
 
 

@@ -1,19 +1,18 @@
-"""The same path with granules on S3, read through the S3 range driver from the embedded emulator over HTTP."""
+"""The same path with granules on S3, read through the S3 byte source from the embedded emulator over HTTP."""
 
 from __future__ import annotations
 
 import json
 import uuid
 
-import obstore.exceptions
 import pytest
 
 from producer.stack import upload_granules
+from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source
 from shared.results import FailureKind
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
 from tests.test_real_data import GREENLAND, assert_matches_independent
-from worker.granule_io import GranuleReadError, ReadContext, S3RangeDriver, S3RangeReader, classify_error, error_code
 
 BUCKET = "granules"
 
@@ -56,27 +55,6 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
     assert f"shard {key} PARTIAL" in out and "ATL06_gone.h5: missing" in out
 
 
-@pytest.mark.parametrize(
-    "code,error,kind",
-    [
-        ("NoSuchKey", obstore.exceptions.NotFoundError, FailureKind.MISSING),
-        ("", FileNotFoundError, FailureKind.MISSING),
-        ("", PermissionError, FailureKind.DENIED),
-        ("ExpiredToken", obstore.exceptions.GenericError, FailureKind.DENIED),
-        ("AccessDenied", obstore.exceptions.PermissionDeniedError, FailureKind.DENIED),
-        ("", obstore.exceptions.UnauthenticatedError, FailureKind.DENIED),
-        ("InvalidAccessKeyId", obstore.exceptions.GenericError, FailureKind.DENIED),
-        ("SlowDown", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
-        ("InternalError", obstore.exceptions.GenericError, FailureKind.TRANSIENT),
-        ("InvalidRange", obstore.exceptions.GenericError, FailureKind.CORRUPT),  # 416: the object is truncated
-    ],
-)
-def test_s3_errors_are_classified(code, error, kind):
-    message = f'Client error with status 400: <?xml version="1.0"?><Error><Code>{code}</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId></Error>'
-    assert error_code(message) == code
-    assert classify_error(error_code(message), error(message)) == kind
-
-
 @pytest.fixture
 def signed_reads_enforced(stack_env):
     """An IAM user allowed to read the bucket; the emulator checks every request's signature
@@ -102,13 +80,13 @@ def test_signed_range_reads_pass_signature_checks(s3_granules, signed_reads_enfo
     """The emulator recomputes each request's SigV4 signature: the headers the reader signs are
     the ones it sends, and a wrong secret or an unknown key is refused and classed DENIED."""
     location = f"s3://{BUCKET}/atl06/{GREENLAND}"
-    driver = S3RangeDriver(location, ReadContext(s3=S3RangeReader(signed_reads_enforced)))
+    driver = S3Source(location, ReadContext(s3=S3RangeReader(signed_reads_enforced)))
     assert driver.read(0, 8) == b"\x89HDF\r\n\x1a\n"
     expected = s3_granules[0].read_bytes()[1000:5000]
     assert driver.read(1000, 4000) == expected
 
     for wrong in ({**signed_reads_enforced, "secretAccessKey": "not-the-secret"}, {"accessKeyId": "AKIAUNKNOWN000000000", "secretAccessKey": "x"}):
-        refused = S3RangeDriver(location, ReadContext(s3=S3RangeReader(wrong)))
+        refused = S3Source(location, ReadContext(s3=S3RangeReader(wrong)))
         with pytest.raises(GranuleReadError) as info:
             refused.read(0, 8)
         assert info.value.kind == FailureKind.DENIED

@@ -11,8 +11,8 @@ from healpix_geo.nested import healpix_to_lonlat
 from shared.config import load_config
 from shared.errors import StoreError
 from shared.grid import DEFAULT_GRID, child_cell_ids, shard_keys_of
+from shared.store import create_template, write_shard
 from worker.aggregate import aggregate
-from worker.store import create_template, write_shard
 
 KEYS = sorted(int(k) for k in np.unique(shard_keys_of(np.array([-75.0, -80.0, -70.0]), np.array([10.0, 100.0, -60.0]))))
 

@@ -12,7 +12,7 @@ from shared.catalog import GranuleRef
 from shared.results import FailureKind, ShardStatus
 from tests.pipeline import assemble_native
 from tests.read_paths import READ_PATHS, as_read, cataloged, process
-from worker.granule_io import GranuleReadError, LocalFileDriver, ReadContext, S3RangeDriver, S3RangeReader
+from shared.granules.io import GranuleReadError, LocalFileSource, ReadContext, S3RangeReader, S3Source
 
 BUCKET = "truncated-granules"
 STEM = "ATL06_20190101001723_00540210_209_01"
@@ -61,6 +61,7 @@ def assert_partial_with_the_good_granules(key: int, refs: dict[str, GranuleRef],
     assert refs["truncated"].id in failure.reason and "truncated: " in failure.reason and "shorter than" in failure.reason
     alone, expected = process(key, [refs["left"], refs["right"]], context())
     assert alone.status == ShardStatus.SUCCEEDED and result.observations == alone.observations > 0
+    assert sum(result.strategies.values()) == result.granules_read and result.strategies == alone.strategies
     assert stats.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(stats[name], expected[name], err_msg=name)
@@ -90,23 +91,27 @@ def assert_truncated(read, pos: int, size: int) -> None:
 def drivers_read_like_files(driver, size: int) -> None:
     """A range that runs past the end comes back short (h5coro's cache lines need it), a range that
     starts past it is CORRUPT, and an exact read that ends short is CORRUPT."""
-    from worker.granule_io import read_exact
+    from shared.granules.io import read_exact
 
     assert len(driver.read(size - 10, 100)) == 10
     assert_truncated(driver.read, size, 100)
     assert_truncated(driver.read, size + 5000, 1)
     assert len(read_exact(driver, size - 10, 10)) == 10
     assert_truncated(lambda pos, n: read_exact(driver, pos, n), size - 10, 11)
+    # many ranges in one call (obstore's get_ranges on S3): every byte of each, or CORRUPT
+    assert [bytes(b) for b in driver.read_ranges([(0, 8), (size - 10, size)])] == [driver.read(0, 8), driver.read(size - 10, 10)]
+    assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size - 10, 11)  # runs past the end
+    assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size + 5000, 1)  # starts past it
 
 
 def test_local_driver_reads_like_a_file(granules):
     path = granules["truncated"]
-    drivers_read_like_files(LocalFileDriver(str(path), ReadContext()), path.stat().st_size)
+    drivers_read_like_files(LocalFileSource(str(path), ReadContext()), path.stat().st_size)
 
 
 @pytest.mark.integration
 def test_s3_driver_reads_like_a_file(granules, stack_env):
     path = granules["truncated"]
     upload_granules([path], BUCKET, "atl06/")
-    driver = S3RangeDriver(f"s3://{BUCKET}/atl06/{path.name}", ReadContext(s3=S3RangeReader()))
+    driver = S3Source(f"s3://{BUCKET}/atl06/{path.name}", ReadContext(s3=S3RangeReader()))
     drivers_read_like_files(driver, path.stat().st_size)

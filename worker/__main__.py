@@ -47,7 +47,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 def process_catalog(args: argparse.Namespace) -> int:
     from worker.local import run_local
-    from worker.store import create_template
+    from shared.store import create_template
 
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)

@@ -10,10 +10,10 @@ from typing import Iterator
 
 from shared.catalog import ShardMap
 from shared.config import PipelineConfig
+from shared.granules import ReadContext, S3RangeReader
 from shared.results import ShardResult, ShardStatus
-from worker.granule_io import ReadContext, S3RangeReader
+from shared.store import write_shard
 from worker.shard import process_shard
-from worker.store import write_shard
 
 
 @dataclass(frozen=True)

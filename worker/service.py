@@ -21,16 +21,16 @@ from pydantic import ValidationError
 
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter
 from shared.errors import CredentialsError, StoreError, StoreRefusedError
+from shared.granules import ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID
 from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
 from shared.redaction import redact
 from shared.results import FailureKind, ShardResult, ShardStatus
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
-from worker.granule_io import ReadContext, S3RangeReader, split_s3_url
+from shared.store import write_shard
 from worker.control import DeadlineReached, PoisonMessage
 from worker.shard import process_shard
-from worker.store import write_shard
 
 CREDENTIALS_CACHE_SECONDS = 300
 
@@ -93,8 +93,10 @@ def dead_letter(services: Services, body: str, reason: str, attributes: dict[str
 class Invocation:
     """One message's handling: it holds the shard from a successful start until it ends it."""
 
-    def __init__(self, body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any):
+    def __init__(self, body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any,
+                 on_result: Callable[[ShardResult], None] = lambda result: None):
         self.body, self.receive_count, self.services, self.time_left, self.log = body, receive_count, services, time_left, log
+        self.on_result = on_result
         self.holder = uuid.uuid4().hex  # only this invocation may end the shard once it holds it
         self.run_id, self.shard_key = peek_ids(body)
 
@@ -125,9 +127,11 @@ class Invocation:
         return Outcome.RETRY
 
 
-def handle(body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any) -> Outcome:
-    """Process one shard message. Never raises for the shard's own problems: they are recorded."""
-    invocation = Invocation(body, receive_count, services, time_left, log)
+def handle(body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any,
+           on_result: Callable[[ShardResult], None] = lambda result: None) -> Outcome:
+    """Process one shard message. Never raises for the shard's own problems: they are recorded.
+    ``on_result`` is given the shard's result once its granules have been read (for metrics)."""
+    invocation = Invocation(body, receive_count, services, time_left, log, on_result)
     try:
         message = ShardMessage.model_validate_json(body)
     except ValidationError as exc:
@@ -177,6 +181,7 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
     except StoreError as exc:
         return invocation.retry(f"store write failed: {exc}")
 
+    invocation.on_result(result)
     kinds = {f.kind for f in result.granules_failed}
     if FailureKind.DENIED in kinds:
         denied = sum(f.kind == FailureKind.DENIED for f in result.granules_failed)
@@ -186,6 +191,7 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
         return invocation.retry(f"transient read errors, first: {first.reason}")
     counted = runs.finish(message.run_id, result, invocation.holder)
     log.info("shard finished", extra={"status": result.status, "observations": result.observations, "counted": counted,
+                                      "strategies": result.strategies,
                                       "granules_failed": len(result.granules_failed), "duration_s": round(result.duration_s, 3)})
     if result.status == ShardStatus.FAILED:
         return dead_letter(services, invocation.body, result.error or "no granule could be read",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -10,15 +11,11 @@ import numpy as np
 
 from shared.catalog import GranuleRef, unique_granules
 from shared.config import PipelineConfig
+from shared.granules import GranuleReadError, Points, ReadContext, ShardGeometry, choose_strategy
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
 from worker.aggregate import aggregate
 from worker.control import DeadlineReached
-from worker.granule_io import GranuleReadError, ReadContext
-from worker.reader import Points, ShardGeometry, read_points
-
-# Granules are read concurrently: the work is waiting on byte ranges and zlib, which release the GIL.
-GRANULE_THREADS = 8
 
 ShardWriter = Callable[[dict], None]
 StopCheck = Callable[[], bool]
@@ -33,22 +30,25 @@ def read_shard(
     geometry: ShardGeometry,
     config: PipelineConfig,
     context: ReadContext,
-    threads: int = GRANULE_THREADS,
     should_stop: StopCheck = _never,
-) -> tuple[list[Points], list[GranuleFailure]]:
-    """Read every granule; each failure is recorded with its reason, never dropped."""
+) -> tuple[list[Points], list[GranuleFailure], dict[str, int]]:
+    """Read every granule, ``context.granules_in_flight`` at a time (the work is waiting on byte
+    ranges and zlib, which release the GIL); each failure is recorded with its reason, never
+    dropped. Also returns how many granules each read strategy read."""
 
-    def one(granule: GranuleRef) -> Points | GranuleFailure:
+    def one(granule: GranuleRef) -> tuple[str, Points] | GranuleFailure:
         if should_stop():
             raise DeadlineReached(f"stopped before reading {granule.id}: the invocation deadline is near")
+        strategy = choose_strategy(granule, config)
         try:
-            return read_points(granule, geometry, config, context)
+            return strategy.name, strategy.read(granule, geometry, config, context)
         except GranuleReadError as exc:
             return GranuleFailure(granule=granule.id, kind=exc.kind, reason=exc.reason)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(granules)))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(context.granules_in_flight, len(granules)))) as pool:
         outcomes = list(pool.map(one, granules))
-    return [o for o in outcomes if isinstance(o, Points)], [o for o in outcomes if isinstance(o, GranuleFailure)]
+    read = [o for o in outcomes if not isinstance(o, GranuleFailure)]
+    return [points for _, points in read], [o for o in outcomes if isinstance(o, GranuleFailure)], dict(Counter(name for name, _ in read))
 
 
 def process_shard(
@@ -70,7 +70,7 @@ def process_shard(
     started = time.perf_counter()
     context = context or ReadContext()
     granules, _ = unique_granules(granules)  # every path (catalog, message, S3 list) ends here: never count one twice
-    parts, failures = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
+    parts, failures, strategies = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
     points = Points.concat(parts)
     status = ShardResult.status_for(len(parts), failures, len(points))
     stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)
@@ -93,5 +93,6 @@ def process_shard(
         duration_s=time.perf_counter() - started,
         bytes_fetched=context.stats.bytes,
         requests=context.stats.requests,
+        strategies=strategies,
         error=error,
     )

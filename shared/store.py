@@ -3,7 +3,8 @@
 Layout: a 1-D ``cells`` dimension of ``len(shard_keys) * 4096`` child cells, shard ``i`` (its
 position in the catalog's sorted shard keys) owning chunk ``i`` of every array. Workers never
 coordinate, and writing a shard again rewrites exactly its own chunks with identical bytes.
-The template (metadata and the ``cell_ids`` coordinate) is created once, before any shard.
+The template (metadata and the ``cell_ids`` coordinate) is created once, before any shard, by the
+producer (``producer/submit.py``, or ``python -m worker --catalog`` locally); workers write shards.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from zarr.storage import LocalStore, ObjectStore
 from shared.config import PipelineConfig
 from shared.credentials import obstore_s3_config
 from shared.errors import StoreError, StoreRefusedError
+from shared.granules.io import classify_error, error_code
 from shared.grid import GridSignature, child_cell_ids
 from shared.reducers import REDUCERS
 from shared.results import FailureKind
-from worker.granule_io import classify_error, error_code
 
 DIMENSION = "cells"
 

@@ -1,10 +1,58 @@
-"""Which points of a beam belong to a shard and pass the filters: pure functions, no I/O."""
+"""Which points of a beam belong to a shard and pass the filters: pure functions, no I/O.
+
+Also the two values every read strategy deals in: :class:`ShardGeometry` (what a read needs to
+know about the shard) and :class:`Points` (the kept points: child-cell index, height, sigma).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from shared.grid import GridSignature, nested_ids, parent_of
+from shared.config import PipelineConfig
+from shared.grid import GridSignature, nested_ids, parent_of, shard_latitude_band, shard_nested_id
+
+
+@dataclass(frozen=True)
+class ShardGeometry:
+    """What a read needs to know about the shard it reads for."""
+
+    shard_key: int
+    nested: int
+    lat_band: tuple[float, float]
+    grid: GridSignature
+
+    @classmethod
+    def of(cls, shard_key: int, grid: GridSignature) -> "ShardGeometry":
+        return cls(shard_key, shard_nested_id(shard_key), shard_latitude_band(shard_key), grid)
+
+
+@dataclass
+class Points:
+    """Kept points of a shard: child-cell index, height, height sigma."""
+
+    cell: np.ndarray
+    h: np.ndarray
+    sigma: np.ndarray
+
+    @classmethod
+    def empty(cls) -> "Points":
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
+
+    @classmethod
+    def concat(cls, parts: list["Points"]) -> "Points":
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("cell", "h", "sigma")))
+
+    def __len__(self) -> int:
+        return self.cell.size
+
+
+def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
+    """Every dataset of a beam a shard reads: coordinates, then values."""
+    return (config.latitude, config.longitude, config.value, config.sigma) + ((config.quality.dataset,) if config.quality else ())
 
 
 def valid_values(x: np.ndarray, fill_value: float | None) -> np.ndarray:
@@ -39,6 +87,12 @@ def keep_mask(
     if quality is not None:
         ok &= np.isin(quality, np.asarray(keep, dtype=quality.dtype))
     return ok
+
+
+def kept_points(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> Points:
+    """The points of a beam slice that are in the shard (``cells >= 0``) and pass the filters."""
+    keep = (cells >= 0) & keep_mask(h, sigma, quality, cfg.quality.keep if cfg.quality else (), h_fill, sigma_fill)
+    return Points(cells[keep], h[keep].astype(np.float64), sigma[keep].astype(np.float64))
 
 
 def span(mask: np.ndarray) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from worker.points import span, valid_latitudes
+from shared.granules.points import span, valid_latitudes
 
 
 @dataclass
@@ -180,7 +180,6 @@ class BandSearch:
                 out.append((start + rng[0], lat[rng[0] : rng[1]]))
             i = j + 1
         return out
-
 
 
 def runs_of(ks: list[int]) -> list[tuple[int, int]]:

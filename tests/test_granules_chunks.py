@@ -13,22 +13,18 @@ from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from shared.results import FailureKind
 from tests.test_real_data import GREENLAND
-from worker.chunks import ChunkDecodeError, byte_ranges, values_in_range
-from worker.granule_io import GranuleReadError, ReadContext
-from worker.reader import GranuleReader, ShardGeometry, has_recorded_chunks, read_points
+from shared.granules import GranuleReadError, ReadContext, ShardGeometry, read_points
+from shared.granules.chunks import ChunkDecodeError, byte_ranges, values_in_range
+from shared.granules.h5coro_adapter import H5File
+from shared.granules.strategies import has_recorded_chunks
 
 CHUNK = 1000
 
 
 def _describe(path, name: str, start: int, stop: int) -> DatasetChunks | None:
-    from worker.reader import _describe_chunks
-
-    reader = GranuleReader(GranuleRef(id="t.h5", path=str(path)), load_config(), ReadContext())
-    try:
-        reader._metadata([name])
-        return _describe_chunks(reader.h5.metadataTable.get(name.lstrip("/")), reader.tables.get(name), start, stop)
-    finally:
-        reader.close()
+    with H5File("t.h5", str(path), ReadContext()) as f:
+        f.walk([name])
+        return f.chunk_record(name, start, stop)
 
 
 def _file_bytes(path):
