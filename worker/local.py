@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Iterator
 
-from shared.catalog import ShardMap
+from shared.catalog import GranuleRef, ShardMap
 from shared.config import PipelineConfig
+from shared.grid import GridSignature
 from shared.granules import ReadContext, S3RangeReader
 from shared.results import ShardResult, ShardStatus
 from shared.store import write_shard
@@ -18,35 +19,33 @@ from worker.shard import process_shard
 
 @dataclass(frozen=True)
 class LocalJob:
+    """What one shard's process needs, and no more: a job carries its own granules, never the
+    whole catalog (pickled into every process, a continental catalog cost more than the shard)."""
+
     shard_key: int
     shard_index: int
+    granules: list[GranuleRef]
+    grid: GridSignature
 
 
-def run_one(job: LocalJob, shard_map: ShardMap, config: PipelineConfig, store: str) -> ShardResult:
-    needs_s3 = any(g.s3 for g in shard_map.shards[job.shard_key])
+def run_one(job: LocalJob, config: PipelineConfig, store: str) -> ShardResult:
+    needs_s3 = any(g.s3 for g in job.granules)
     context = ReadContext(s3=S3RangeReader() if needs_s3 else None)
     try:
-        return process_shard(
-            job.shard_key,
-            shard_map.shards[job.shard_key],
-            config,
-            shard_map.grid_signature,
-            partial(write_shard, store, job.shard_index),
-            context,
-        )
+        return process_shard(job.shard_key, job.granules, config, job.grid, partial(write_shard, store, job.shard_index), context)
     except Exception as exc:  # a shard that cannot be written is FAILED, the others go on
         return ShardResult(shard_key=job.shard_key, status=ShardStatus.FAILED, error=" ".join(str(exc).split()))
 
 
 def run_local(shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None) -> Iterator[ShardResult]:
     """Yield each shard's result as it finishes. Shards run in separate processes (CPU-bound)."""
-    jobs = [LocalJob(k, shard_map.shard_index(k)) for k in keys]
+    jobs = [LocalJob(k, shard_map.shard_index(k), shard_map.shards[k], shard_map.grid_signature) for k in keys]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         for job in jobs:
-            yield run_one(job, shard_map, config, store)
+            yield run_one(job, config, store)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(run_one, job, shard_map, config, store) for job in jobs]
+        futures = [pool.submit(run_one, job, config, store) for job in jobs]
         for future in as_completed(futures):
             yield future.result()
