@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from producer import stack
     from shared.config import load_config
-    from shared.grid import DEFAULT_GRID, shard_keys_of
     from shared.granules import ShardGeometry
+    from shared.grid import DEFAULT_GRID, shard_keys_of
 
     config, grid = load_config(), DEFAULT_GRID
     lat, lon = args.spec.through

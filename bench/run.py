@@ -55,13 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local-dir", help="read the granules from this folder instead of S3 (same names)")
     args = parser.parse_args(argv)
 
+    from bench import baseline
     from shared.catalog import load_catalog
     from shared.config import load_config
-    from worker.aggregate import aggregate
     from shared.granules import ReadContext, S3RangeReader, ShardGeometry
+    from worker.aggregate import aggregate
     from worker.shard import process_shard
-
-    from bench import baseline
 
     config = load_config()
     shard_map = load_catalog(args.catalog)

@@ -136,12 +136,11 @@ def main(argv: list[str] | None = None) -> int:
 def run_demo(out: Path, started: float) -> int:
     import xarray as xr
 
-    from shared.deployed import load_stack
     from producer.cli import main as producer
     from producer.stack import upload_granules
     from producer.synthetic import generate
+    from shared.deployed import load_stack
     from worker.runner import read_mapping, run
-    from shared.store import open_store
 
     step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
     granules = generate(out / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)

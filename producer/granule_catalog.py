@@ -19,7 +19,6 @@ from shared.errors import CatalogError
 from shared.granules import GranuleReadError, GranuleSurvey, ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
 
-
 GRANULE_SUFFIX = ".h5"
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import build_messages, load_run_catalog, nasa_credentials, send_all
 from shared.credentials import get_credentials, put_credentials
+from shared.deployed import load_stack
 from shared.errors import CredentialsError, InputError, RunError
 from shared.results import ShardStatus
 from shared.runstatus import RunStatusStore

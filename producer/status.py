@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 
 import boto3
 
-from shared.deployed import load_stack
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
+from shared.deployed import load_stack
 from shared.errors import InputError
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord

@@ -12,15 +12,21 @@ from pathlib import Path
 
 import boto3
 
-from shared.deployed import load_stack
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, parameter_name, parse_credentials, put_credentials
+from shared.deployed import load_stack
 from shared.errors import CredentialsError, InputError, RunError
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
-from shared.settings import INLINE_GRANULES_MAX_BYTES, RUN_FILES_PREFIX, SQS_MAX_MESSAGE_BYTES, SQS_SEND_BATCH, StackOutputs
+from shared.settings import (
+    INLINE_GRANULES_MAX_BYTES,
+    RUN_FILES_PREFIX,
+    SQS_MAX_MESSAGE_BYTES,
+    SQS_SEND_BATCH,
+    StackOutputs,
+)
 from shared.store import create_template
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.

@@ -11,14 +11,13 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from botocore.exceptions import ClientError
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from shared.errors import CredentialsError
 from shared.redaction import register
-
 
 # Credentials this close to their expiry count as expired: a shard must finish with them.
 EXPIRY_MARGIN_MINUTES = 2

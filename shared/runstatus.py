@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import random
-import zlib
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal

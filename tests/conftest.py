@@ -5,6 +5,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
+GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 
 # Tests never reach a real AWS account.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -60,3 +61,48 @@ def stack_env(empty_queues, monkeypatch):
     for key, value in empty_queues.environment().items():
         monkeypatch.setenv(key, value)
     return empty_queues
+
+
+@pytest.fixture
+def greenland_catalog(data_dir, tmp_path):
+    """A catalog of the real Greenland granule, built by the real command."""
+    import subprocess
+    import sys
+
+    from tests.pipeline import link_granules
+
+    folder = link_granules([data_dir / "atl06" / GREENLAND], tmp_path / "g")
+    path = tmp_path / "catalog.json"
+    built = subprocess.run([sys.executable, "-m", "producer", "catalog", "--granules", str(folder), "--output", str(path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    return path
+
+
+# -- the queue service on the embedded stack ------------------------------------------------------
+@pytest.fixture(scope="module")
+def granules(tmp_path_factory):
+    """Three seeded synthetic granules crossing Antarctic shards."""
+    from producer.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("granules"), n_granules=3, n_segments=1500, spacing_m=400.0, seed=7)
+
+
+@pytest.fixture
+def env(stack_env, monkeypatch):
+    """The worker function's own environment on the embedded stack, with a fresh handler state."""
+    from tests.queue_helpers import worker_environment
+
+    return worker_environment(monkeypatch)
+
+
+@pytest.fixture
+def catalog(env, granules, tmp_path):
+    """A catalog of ``granules``, uploaded to the emulator's S3."""
+    from producer.cli import main as producer_main
+    from tests.queue_helpers import upload
+
+    prefix = upload("nsidc-test", granules)
+    path = tmp_path / "catalog.json"
+    assert producer_main(["catalog", "--granules", prefix, "--output", str(path)]) == 0
+    return path

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import boto3
 
-from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.stack import upload_granules
+from shared.deployed import load_stack
+from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
 from worker import handler
 from worker.runner import LambdaContext, read_mapping, sqs_event
@@ -82,3 +83,7 @@ def drain(outputs: StackOutputs, limit: int = 500) -> int:
         deliver(outputs)
         deliveries += 1
     raise AssertionError(f"queue not drained after {limit} deliveries")
+
+
+def runs(outputs: StackOutputs) -> RunStatusStore:
+    return RunStatusStore(outputs.run_table)

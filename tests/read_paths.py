@@ -9,12 +9,12 @@ import numpy as np
 from producer.granule_catalog import granule_shards
 from shared.catalog import GranuleRef
 from shared.config import load_config
+from shared.granules import ReadContext
+from shared.granules.strategies import CATALOG_SEGMENTS, LATITUDE_SEARCH, RECORDED_CHUNKS, has_recorded_chunks
 from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
 from shared.results import ShardResult, ShardStatus
 from tests.independent import expected_cells, kept_points
 from tests.test_real_data import assert_cells_match
-from shared.granules import ReadContext
-from shared.granules.strategies import CATALOG_SEGMENTS, LATITUDE_SEARCH, RECORDED_CHUNKS, has_recorded_chunks
 from worker.shard import process_shard
 
 # no catalog entry (the latitude search), the catalog's segments only, the whole entry (recorded chunks)

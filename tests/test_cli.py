@@ -9,9 +9,6 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.pipeline import link_granules
-
-GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -36,19 +33,11 @@ def test_missing_catalog(tmp_path):
     assert_clean_error(run("-m", "worker", "--catalog", str(tmp_path / "nope.json"), "--store", str(tmp_path / "o.zarr")), "cannot read catalog", "nope.json")
 
 
-@pytest.fixture
-def catalog(data_dir, tmp_path):
-    folder = link_granules([data_dir / "atl06" / GREENLAND], tmp_path / "g")
-    path = tmp_path / "catalog.json"
-    assert run("-m", "producer", "catalog", "--granules", str(folder), "--output", str(path)).returncode == 0
-    return path
-
-
-def test_catalog_of_another_grid_is_refused(catalog, tmp_path):
-    doc = json.loads(catalog.read_text())
+def test_catalog_of_another_grid_is_refused(greenland_catalog, tmp_path):
+    doc = json.loads(greenland_catalog.read_text())
     doc["grid_signature"]["child_order"] = 10
-    catalog.write_text(json.dumps(doc))
-    assert_clean_error(run("-m", "worker", "--catalog", str(catalog), "--store", str(tmp_path / "o.zarr")), "differs from the run's grid")
+    greenland_catalog.write_text(json.dumps(doc))
+    assert_clean_error(run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr")), "differs from the run's grid")
 
 
 def test_malformed_catalog(tmp_path):
@@ -57,34 +46,34 @@ def test_malformed_catalog(tmp_path):
     assert_clean_error(run("-m", "worker", "--catalog", str(path), "--store", str(tmp_path / "o.zarr")), "invalid catalog")
 
 
-def test_unreadable_granule_is_recorded_per_granule(catalog, tmp_path):
-    doc = json.loads(catalog.read_text())
+def test_unreadable_granule_is_recorded_per_granule(greenland_catalog, tmp_path):
+    doc = json.loads(greenland_catalog.read_text())
     key = str(doc["shard_keys"][0])
     doc["shards"][key].append({"id": "junk.h5", "path": str(tmp_path / "junk.h5")})
     (tmp_path / "junk.h5").write_bytes(b"this is not HDF5" * 100)
     doc["shards"][key].append({"id": "gone.h5", "path": str(tmp_path / "gone.h5")})
-    catalog.write_text(json.dumps(doc))
-    result = run("-m", "worker", "--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
+    greenland_catalog.write_text(json.dumps(doc))
+    result = run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
     assert result.returncode == 0, result.stderr  # PARTIAL is not FAILED: the readable granule was written
     assert f"shard {key} PARTIAL" in result.stdout
     assert "junk.h5: corrupt: junk.h5: not a readable HDF5 file" in result.stdout
     assert "gone.h5: missing" in result.stdout
 
 
-def test_only_unreadable_granules_fail_the_shard(tmp_path, catalog):
-    doc = json.loads(catalog.read_text())
+def test_only_unreadable_granules_fail_the_shard(tmp_path, greenland_catalog):
+    doc = json.loads(greenland_catalog.read_text())
     key = str(doc["shard_keys"][0])
     doc["shards"][key] = [{"id": "gone.h5", "path": str(tmp_path / "gone.h5")}]
-    catalog.write_text(json.dumps(doc))
-    result = run("-m", "worker", "--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
+    greenland_catalog.write_text(json.dumps(doc))
+    result = run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
     assert result.returncode == 1
     assert f"shard {key} FAILED" in result.stdout
 
 
-def test_unwritable_store(catalog, tmp_path):
+def test_unwritable_store(greenland_catalog, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_clean_error(run("-m", "worker", "--catalog", str(catalog), "--store", str(blocker / "o.zarr")), "cannot create store")
+    assert_clean_error(run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(blocker / "o.zarr")), "cannot create store")
 
 
 def test_catalog_from_missing_folder(tmp_path):

@@ -8,12 +8,12 @@ import h5py
 import numpy as np
 import pytest
 
+from shared.granules import ReadContext
+from shared.granules.h5coro_adapter import H5File
+from tests.conftest import GREENLAND
 from tests.independent import declared_fill
 from tests.pipeline import assemble_native
 from tests.read_paths import assert_every_read_path_matches, cataloged
-from tests.test_real_data import GREENLAND
-from shared.granules import ReadContext
-from shared.granules.h5coro_adapter import H5File
 
 ANTARCTIC = "ATL06_20190101001723_00540210_*_gt*.h5"
 NSIDC = "ATL06_20181013235645_02340114_209_01.h5"

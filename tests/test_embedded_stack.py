@@ -33,12 +33,12 @@ import pytest
 import xarray as xr
 
 from producer import stack
-from shared.deployed import load_stack
 from producer.cli import main as producer_main
 from producer.synthetic import generate
 from shared.catalog import load_catalog
-from shared.errors import RunError
 from shared.config import load_config
+from shared.deployed import load_stack
+from shared.errors import RunError
 from shared.granules import choose_strategy
 from shared.grid import shard_nested_id
 from shared.results import FINISHED, ShardStatus

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from producer.stack import lifecycle as stack
 from producer.stack import emulator
+from producer.stack import lifecycle as stack
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,7 @@ from shared.runstatus import StartOutcome
 from shared.store import open_store
 from tests.fault_helpers import Throttle, refusing_s3
 from tests.independent import expected_cells, kept_points
-from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, submit
-from tests.test_queue_service import catalog, env, granules, runs  # noqa: F401 (fixtures)
+from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, runs, submit
 from tests.test_real_data import assert_matches_independent
 from worker import handler
 

@@ -13,12 +13,12 @@ import numpy as np
 from producer.granule_catalog import granule_shards
 from shared.catalog import load_catalog
 from shared.config import load_config
+from shared.granules import ReadContext
 from shared.grid import DEFAULT_GRID
+from tests.conftest import GREENLAND
 from tests.pipeline import assemble_native, link_granules
 from tests.test_cli import run
-from shared.granules import ReadContext
 
-GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
 SPARSE = "processed_ATL06_20190424092231_03990303_002_01.h5"
 ANTARCTIC = "ATL06_20190101001723_00540210_209_01.h5"  # assembled from the flat per-beam files
 LON_FILL = np.finfo(np.float64).max  # ATL06's _FillValue for longitude (1.79769313e+308)

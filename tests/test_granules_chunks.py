@@ -10,13 +10,13 @@ from pydantic import ValidationError
 from producer.granule_catalog import granule_shards
 from shared.catalog import DatasetChunks, GranuleRef
 from shared.config import load_config
-from shared.grid import DEFAULT_GRID
-from shared.results import FailureKind
-from tests.test_real_data import GREENLAND
 from shared.granules import GranuleReadError, ReadContext, ShardGeometry, read_points
 from shared.granules.chunks import ChunkDecodeError, byte_ranges, values_in_range
 from shared.granules.h5coro_adapter import H5File
 from shared.granules.strategies import has_recorded_chunks
+from shared.grid import DEFAULT_GRID
+from shared.results import FailureKind
+from tests.conftest import GREENLAND
 
 CHUNK = 1000
 

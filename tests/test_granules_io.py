@@ -6,8 +6,18 @@ import obstore.exceptions
 import pytest
 
 from shared.granules.io import (
-    RANGES_PER_CALL, REQUESTS_IN_FLIGHT, ByteSource, GranuleReadError, LocalFileSource, RangeStore, ReadContext,
-    classify_error, error_code, fetch_ranges, merge_ranges, open_source,
+    RANGES_PER_CALL,
+    REQUESTS_IN_FLIGHT,
+    ByteSource,
+    GranuleReadError,
+    LocalFileSource,
+    RangeStore,
+    ReadContext,
+    classify_error,
+    error_code,
+    fetch_ranges,
+    merge_ranges,
+    open_source,
 )
 from shared.results import FailureKind
 

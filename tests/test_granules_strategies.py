@@ -11,8 +11,8 @@ from shared.config import load_config
 from shared.granules import STRATEGIES, ReadContext, ShardGeometry, choose_strategy, read_points
 from shared.grid import DEFAULT_GRID
 from shared.results import ShardResult, ShardStatus
+from tests.conftest import GREENLAND
 from tests.read_paths import process
-from tests.test_real_data import GREENLAND
 
 
 @pytest.fixture(scope="module")

@@ -12,39 +12,15 @@ import xarray as xr
 import xdggs
 
 from producer.cli import main as producer_main
-from producer.synthetic import generate
 from shared.credentials import S3Credentials
 from shared.results import ShardStatus
-from shared.runstatus import RunStatusStore
 from shared.store import open_store
 from tests.independent import expected_cells, kept_points
-from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, submit, upload, worker_environment
+from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, runs, submit, upload
 from tests.test_real_data import assert_matches_independent
 from worker.service import Outcome, Services, handle
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def granules(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("granules"), n_granules=3, n_segments=1500, spacing_m=400.0, seed=7)
-
-
-@pytest.fixture
-def env(stack_env, monkeypatch):
-    return worker_environment(monkeypatch)
-
-
-@pytest.fixture
-def catalog(env, granules, tmp_path):
-    prefix = upload("nsidc-test", granules)
-    path = tmp_path / "catalog.json"
-    assert producer_main(["catalog", "--granules", prefix, "--output", str(path)]) == 0
-    return path
-
-
-def runs(env) -> RunStatusStore:
-    return RunStatusStore(env.run_table)
 
 
 def dlq_messages(env) -> list[dict]:

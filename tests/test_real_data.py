@@ -10,7 +10,7 @@ from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, link_granules, run_pipeline
 
 STATS = ("h_min", "h_max", "h_mean", "h_sigma", "h_variance", "h_q25", "h_q50", "h_q75")
-GREENLAND = "processed_ATL06_20190416093911_02770303_002_01.h5"
+from tests.conftest import GREENLAND
 
 
 def assert_matches_independent(ds, expected: dict[int, dict[str, float]]) -> None:

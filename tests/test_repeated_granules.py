@@ -11,10 +11,11 @@ import xarray as xr
 
 from producer.granule_catalog import granule_shards
 from shared.config import load_config
+from shared.granules import ReadContext
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
-from tests.test_cli import GREENLAND, assert_clean_error, catalog, run  # noqa: F401 (catalog is a fixture)
-from shared.granules import ReadContext
+from tests.conftest import GREENLAND
+from tests.test_cli import assert_clean_error, run
 from worker.shard import process_shard
 
 
@@ -24,13 +25,13 @@ def process(catalog_path, store):
     return result
 
 
-def test_a_hand_merged_catalog_counts_a_repeated_granule_once(catalog, tmp_path):
-    doc = json.loads(catalog.read_text())
+def test_a_hand_merged_catalog_counts_a_repeated_granule_once(greenland_catalog, tmp_path):
+    doc = json.loads(greenland_catalog.read_text())
     merged = tmp_path / "merged.json"
     doc["shards"] = {key: granules + granules for key, granules in doc["shards"].items()}
     merged.write_text(json.dumps(doc))
 
-    process(catalog, tmp_path / "once.zarr")
+    process(greenland_catalog, tmp_path / "once.zarr")
     result = process(merged, tmp_path / "twice.zarr")
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == len(doc["shard_keys"]), result.stderr
@@ -42,13 +43,13 @@ def test_a_hand_merged_catalog_counts_a_repeated_granule_once(catalog, tmp_path)
         np.testing.assert_array_equal(once[name].values, twice[name].values, err_msg=name)
 
 
-def test_one_granule_at_two_locations_is_refused(catalog, tmp_path):
-    doc = json.loads(catalog.read_text())
+def test_one_granule_at_two_locations_is_refused(greenland_catalog, tmp_path):
+    doc = json.loads(greenland_catalog.read_text())
     key = str(doc["shard_keys"][0])
     entry = doc["shards"][key][0]
     doc["shards"][key].append({**entry, "path": str(tmp_path / "elsewhere" / GREENLAND)})
-    catalog.write_text(json.dumps(doc))
-    result = run("-m", "worker", "--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"))
+    greenland_catalog.write_text(json.dumps(doc))
+    result = run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"))
     assert_clean_error(result, "invalid catalog", f"shard {key} lists granule {GREENLAND} at two locations")
 
 

@@ -11,8 +11,7 @@ import pytest
 from producer.status import run_report
 from shared.results import ShardStatus
 from shared.runstatus import COUNTER_ITEMS, RunStatusStore
-from tests.queue_helpers import credentials_file, drain, submit
-from tests.test_queue_service import catalog, env, granules, runs  # noqa: F401 (fixtures)
+from tests.queue_helpers import credentials_file, drain, runs, submit
 from worker import handler
 
 pytestmark = pytest.mark.integration

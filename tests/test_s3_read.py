@@ -10,9 +10,10 @@ import pytest
 from producer.stack import upload_granules
 from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source
 from shared.results import FailureKind
+from tests.conftest import GREENLAND
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, run_pipeline
-from tests.test_real_data import GREENLAND, assert_matches_independent
+from tests.test_real_data import assert_matches_independent
 
 BUCKET = "granules"
 

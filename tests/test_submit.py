@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from producer.submit import Plan, send_all
 from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
-from producer.submit import Plan, send_all
 from shared.settings import SQS_MAX_MESSAGE_BYTES
 
 

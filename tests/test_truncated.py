@@ -9,10 +9,10 @@ import pytest
 
 from producer.stack import upload_granules
 from shared.catalog import GranuleRef
+from shared.granules.io import GranuleReadError, LocalFileSource, ReadContext, S3RangeReader, S3Source
 from shared.results import FailureKind, ShardStatus
 from tests.pipeline import assemble_native
 from tests.read_paths import READ_PATHS, as_read, cataloged, process
-from shared.granules.io import GranuleReadError, LocalFileSource, ReadContext, S3RangeReader, S3Source
 
 BUCKET = "truncated-granules"
 STEM = "ATL06_20190101001723_00540210_209_01"

@@ -46,8 +46,8 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def process_catalog(args: argparse.Namespace) -> int:
-    from worker.local import run_local
     from shared.store import create_template
+    from worker.local import run_local
 
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)

@@ -10,8 +10,8 @@ from typing import Iterator
 
 from shared.catalog import GranuleRef, ShardMap
 from shared.config import PipelineConfig
-from shared.grid import GridSignature
 from shared.granules import ReadContext, S3RangeReader
+from shared.grid import GridSignature
 from shared.results import ShardResult, ShardStatus
 from shared.store import write_shard
 from worker.shard import process_shard

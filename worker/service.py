@@ -15,8 +15,8 @@ from enum import Enum
 from typing import Any, Callable
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 from aws_lambda_powertools.utilities.parameters import SSMProvider
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from shared.errors import StackError
 from producer.stack.deploy import PROJECT_ROOT
+from shared.errors import StackError
 from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, ENV_STATE_DIR, OUTPUT_FUNCTION
 
 # Where the running embedded stack is recorded: $SHARD_QUEUE_STATE_DIR, else .stack in the project

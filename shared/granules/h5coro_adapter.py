@@ -36,7 +36,16 @@ from h5coro.h5metadata import H5Metadata
 
 from shared.catalog import DatasetChunks
 from shared.granules.chunks import ChunkDecodeError, ChunkedDataset, ChunkTable, ContiguousTable, StoredBytes
-from shared.granules.io import ByteSource, GranuleReadError, RangeStore, ReadContext, fetch_ranges, open_source, read_exact, truncated
+from shared.granules.io import (
+    ByteSource,
+    GranuleReadError,
+    RangeStore,
+    ReadContext,
+    fetch_ranges,
+    open_source,
+    read_exact,
+    truncated,
+)
 from shared.results import FailureKind
 
 TESTED_WITH = "1.0.7"
