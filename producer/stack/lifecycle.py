@@ -19,6 +19,7 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 from pydantic import BaseModel
 
@@ -75,13 +76,16 @@ def emulator_alive(endpoint: str) -> bool:
         return False
 
 
-def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
+def start_emulator(root: Path, port: int | None = None, without_fixes: Sequence[str] = ()) -> tuple[str, int]:
+    """Start ``python -m producer.stack.emulator`` (the emulator's fixes named in ``without_fixes`` left
+    out, to measure them); returns its endpoint and pid."""
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "moto.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port),
+         *(f"--without-fix={name}" for name in without_fixes)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
     )
     deadline = time.monotonic() + 60
