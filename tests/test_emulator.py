@@ -1,5 +1,5 @@
 """The embedded emulator isolates what moto's threads do not: DynamoDB writes and SQS queue state;
-its SQS takes a time per request that does not grow with the queue.
+its SQS takes a time per request that does not grow with the queue; its S3 can be given S3's latency.
 
 moto serves each request on a thread of its own and its DynamoDB transaction is a check, then a
 write, then (on a failed condition) a restore of a deep copy of the whole table taken at its
@@ -34,6 +34,19 @@ TABLE_ITEMS = 300  # a run table's worth: moto's transaction copies the whole ta
 def endpoint(tmp_path_factory):
     """A bare emulator (``python -m producer.stack.emulator``), nothing deployed."""
     url, pid = stack.start_emulator(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield url
+    finally:
+        os.killpg(pid, signal.SIGTERM)
+
+
+LATENCY_MS = 50
+
+
+@pytest.fixture(scope="module")
+def slow_s3_endpoint(tmp_path_factory):
+    """A bare emulator whose S3 answers after LATENCY_MS."""
+    url, pid = stack.start_emulator(tmp_path_factory.mktemp("slow-s3"), s3_delays=emulator.S3Delays(LATENCY_MS))
     try:
         yield url
     finally:
@@ -284,3 +297,75 @@ def test_queue_semantics_through_the_emulator(endpoint):
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=0)
     assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"]] == ["held"]
 
+
+# -- S3 latency and bandwidth, optionally -------------------------------------------------------------
+class FakeTime:
+    """A clock that moves only when slept on: what the middleware waits, without waiting."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+S3_SCOPE = "AWS4-HMAC-SHA256 Credential=x/20260101/us-west-2/{}/aws4_request, SignedHeaders=host"
+
+
+def test_s3_delays_add_latency_first_byte_and_bandwidth_to_s3_only():
+    body = b"x" * 1_000_000
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    t = FakeTime()
+    delayed = emulator.DelayedS3(app, emulator.S3Delays(latency_ms=20, first_byte_ms=100, bandwidth_mbps=80),
+                                 sleep=t.sleep, clock=t.clock)
+
+    def request(service: str, method: str) -> bytes:
+        environ = {"REQUEST_METHOD": method, "HTTP_AUTHORIZATION": S3_SCOPE.format(service), "PATH_INFO": "/b/k"}
+        return b"".join(delayed(environ, lambda *a: None))
+
+    assert request("sqs", "POST") == body and t.sleeps == []
+    assert request("s3", "PUT") == body and t.sleeps == [pytest.approx(0.020)]  # latency; no bandwidth cap
+    t.sleeps.clear()
+    assert request("s3", "GET") == body
+    assert t.sleeps[0] == pytest.approx(0.120)  # latency + first byte
+    assert sum(t.sleeps[1:]) == pytest.approx(len(body) * 8 / 80e6)  # 1 MB at 80 Mbit/s: 0.1 s
+    assert len(t.sleeps) - 1 == -(-len(body) // emulator.DelayedS3.CHUNK_BYTES)  # paced piece by piece
+
+
+def test_s3_delays_options():
+    assert not emulator.S3Delays() and emulator.S3Delays().argv() == []
+    delays = emulator.S3Delays(20, 100, 90)
+    assert delays.argv() == ["--s3-latency-ms=20", "--s3-first-byte-ms=100", "--s3-bandwidth-mbps=90"]
+    with pytest.raises(ValueError):
+        emulator.S3Delays(-1)
+
+
+def fastest_ms(call, times: int = 5) -> float:
+    best = float("inf")
+    for _ in range(times):
+        began = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
+def test_an_s3_get_takes_the_latency_given_and_other_services_do_not(endpoint, slow_s3_endpoint):
+    figures = {}
+    for name, url in (("plain", endpoint), ("slow", slow_s3_endpoint)):
+        s3, sqs = client(url, "s3"), client(url, "sqs")
+        s3.create_bucket(Bucket="latency", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        s3.put_object(Bucket="latency", Key="k", Body=b"0123456789" * 1000)
+        get = lambda: s3.get_object(Bucket="latency", Key="k", Range="bytes=100-199")["Body"].read()  # noqa: E731
+        assert get() == (b"0123456789" * 10)
+        figures[name] = {"s3": fastest_ms(get), "sqs": fastest_ms(sqs.list_queues)}
+    assert figures["slow"]["s3"] >= LATENCY_MS, figures
+    assert figures["plain"]["s3"] < LATENCY_MS / 2, figures  # loopback: a few milliseconds
+    assert figures["slow"]["sqs"] < LATENCY_MS / 2, figures

@@ -1,6 +1,7 @@
 """The embedded stack's AWS emulator: moto's server app, served the way AWS endpoints behave.
 
     python -m producer.stack.emulator -H 127.0.0.1 -p PORT      (what ``stack up`` starts)
+    python -m producer.stack.emulator -p PORT --s3-latency-ms 20 --s3-first-byte-ms 100 --s3-bandwidth-mbps 90
 
 ``python -m moto.server`` serves moto's app with werkzeug's development server, which closes
 the connection after every response (and starts a thread for each): every boto3 call and every
@@ -41,18 +42,22 @@ may be appending to it. So requests to DynamoDB, and to SQS, run one at a time p
 the hot path, stays concurrent); a long-polling receive gives SQS's turn up while it waits, as
 it holds no message then.
 
-Nothing else changes: the same moto app, the same responses.
+Nothing else changes: the same moto app, the same responses. Optionally (``--s3-*``), S3
+requests take S3's time rather than loopback's: a latency before each answer, a first-byte delay
+for a GET and a bandwidth cap on its body (per connection); other services are not delayed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 # Objects up to this size are kept in memory by moto (its default spools objects over 5 MB to disk).
@@ -60,6 +65,9 @@ IN_MEMORY_OBJECT_BYTES = 2**31
 # waitress: threads answering requests, open connections allowed (every worker pools up to 64),
 # and response bytes held in memory before spooling to a temporary file (its default is 1 MB).
 SERVER_THREADS = 16
+# With S3 delays, a thread waits out each S3 request it answers: more threads, so that concurrent
+# readers wait side by side as they would on S3, not behind one another.
+DELAYED_SERVER_THREADS = 64
 CONNECTION_LIMIT = 1000
 OUTPUT_BUFFER_BYTES = 256 * 2**20
 
@@ -338,14 +346,101 @@ def apply_fixes(without: Iterable[str] = ()) -> list[str]:
     return applied
 
 
+# -- S3's latency and bandwidth, optionally ------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class S3Delays:
+    """What an S3 request costs in time beyond the emulator's own work (all zero: nothing added).
+
+    Every S3 request waits ``latency_ms`` before it is answered; a GET waits ``first_byte_ms`` more
+    before its first byte, then its body flows at no more than ``bandwidth_mbps`` megabits per second
+    (per request, so per connection: a connection carries one request at a time).
+    """
+
+    latency_ms: float = 0.0
+    first_byte_ms: float = 0.0
+    bandwidth_mbps: float = 0.0  # 0: unlimited
+
+    def __post_init__(self) -> None:
+        if min(self.latency_ms, self.first_byte_ms, self.bandwidth_mbps) < 0:
+            raise ValueError(f"S3 delays cannot be negative: {self}")
+
+    def __bool__(self) -> bool:
+        return bool(self.latency_ms or self.first_byte_ms or self.bandwidth_mbps)
+
+    def argv(self) -> list[str]:
+        """The emulator's command-line options that set these delays."""
+        return [f"--s3-{flag}={value:g}" for flag, value in (
+            ("latency-ms", self.latency_ms), ("first-byte-ms", self.first_byte_ms),
+            ("bandwidth-mbps", self.bandwidth_mbps)) if value]
+
+
+def add_s3_delay_options(parser: argparse.ArgumentParser) -> None:
+    """The options that set S3Delays (the emulator's, and ``python -m producer stack up``'s)."""
+    parser.add_argument("--s3-latency-ms", type=float, default=0.0, metavar="MS",
+                        help="wait this long before answering any S3 request (default 0)")
+    parser.add_argument("--s3-first-byte-ms", type=float, default=0.0, metavar="MS",
+                        help="an S3 GET also waits this long before its first byte (default 0)")
+    parser.add_argument("--s3-bandwidth-mbps", type=float, default=0.0, metavar="MBIT/S",
+                        help="an S3 GET's body flows at no more than this many megabits per second, per "
+                             "connection (default 0: unlimited)")
+
+
+def s3_delays_of(args: argparse.Namespace) -> S3Delays:
+    return S3Delays(args.s3_latency_ms, args.s3_first_byte_ms, args.s3_bandwidth_mbps)
+
+
+class DelayedS3:
+    """WSGI middleware: S3 requests take the time ``delays`` says; other services are untouched."""
+
+    CHUNK_BYTES = 64 * 2**10  # a throttled body is written in pieces of this size
+
+    def __init__(self, app: Callable, delays: S3Delays, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.delays, self.sleep, self.clock = app, delays, sleep, clock
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if service_of(environ) != "s3":
+            return self.app(environ, start_response)
+        get = environ.get("REQUEST_METHOD") == "GET"
+        wait_ms = self.delays.latency_ms + (self.delays.first_byte_ms if get else 0.0)
+        if wait_ms:
+            self.sleep(wait_ms / 1000)
+        response = self.app(environ, start_response)
+        if not (get and self.delays.bandwidth_mbps):
+            return response
+        return self._throttled(response, self.delays.bandwidth_mbps * 1e6 / 8)
+
+    def _throttled(self, response: Iterable[bytes], bytes_per_s: float) -> Iterator[bytes]:
+        """The body in pieces, each written when its last byte would have arrived at that rate."""
+        began, sent = self.clock(), 0
+        try:
+            for block in response:
+                view = memoryview(block)
+                for at in range(0, len(view), self.CHUNK_BYTES):
+                    piece = view[at:at + self.CHUNK_BYTES]
+                    sent += len(piece)
+                    wait = began + sent / bytes_per_s - self.clock()
+                    if wait > 0:
+                        self.sleep(wait)
+                    yield bytes(piece)
+        finally:
+            if hasattr(response, "close"):
+                response.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m producer.stack.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port to listen on (default 5000)")
+    add_s3_delay_options(parser)
     parser.add_argument("--without-fix", action="append", default=[], choices=FIX_NAMES, metavar="NAME",
                         help="leave moto as shipped in this respect, to measure what the fix is worth "
                              f"(repeatable; one of {', '.join(FIX_NAMES)})")
     args = parser.parse_args(argv)
+    try:
+        delays = s3_delays_of(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto writes it into URLs it hands out (queue URLs)
     applied = apply_fixes(without=args.without_fix)
     services = isolated_services()
@@ -353,11 +448,14 @@ def main(argv: list[str] | None = None) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     app = Isolation(DomainDispatcherApplication(create_backend_app), services)
+    if delays:
+        app = DelayedS3(app, delays)
     print(f"moto on http://{args.host}:{args.port} (waitress); fixes applied: {', '.join(applied) or 'none'}; "
-          f"requests isolated per service: {', '.join(services)}", file=sys.stderr, flush=True)
+          f"requests isolated per service: {', '.join(services)}"
+          + (f"; S3 delays: {', '.join(delays.argv())}" if delays else ""), file=sys.stderr, flush=True)
     waitress.serve(
         app, host=args.host, port=args.port,
-        threads=SERVER_THREADS,
+        threads=DELAYED_SERVER_THREADS if delays else SERVER_THREADS,
         connection_limit=CONNECTION_LIMIT, outbuf_overflow=OUTPUT_BUFFER_BYTES,
         outbuf_high_watermark=OUTPUT_BUFFER_BYTES, asyncore_use_poll=True, _quiet=True,
     )
