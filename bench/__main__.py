@@ -22,11 +22,13 @@ by cell; the last line printed is a JSON object with every figure.
     python -m bench                    # 50 full-length granules
     python -m bench --quick            # 3 short granules: a smoke test of the machinery
     python -m bench --granules 80 --strategies baseline,reader_catalog
+    python -m bench --s3-latency-ms 20 --s3-first-byte-ms 100 --s3-bandwidth-mbps 90   # S3's latency
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -42,6 +44,7 @@ from bench.data import CACHE_DIR, InputSpec, granules
 from bench.minimum import shard_minimum
 from bench.run import STRATEGIES
 from producer.stack import upload_granules
+from producer.stack.emulator import add_s3_delay_options, s3_delays_of
 from producer.synthetic.cli import glue_negative_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-local", dest="local", action="store_false",
                    help="skip the second pass over local files (the same strategies without the emulator)")
     p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
+    add_s3_delay_options(p.add_argument_group(
+        "S3 latency (the emulator answers in ~1 ms on loopback; S3's first byte takes tens of milliseconds)"))
     args = p.parse_args(glue_negative_value(list(sys.argv[1:] if argv is None else argv), "--through"))
     if args.quick:
         args.granules, args.segments = QUICK["n_granules"], QUICK["n_segments"]
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         began = time.perf_counter()
-        state = stack.up(tmp / "stack", "bench-stack")
+        state = stack.up(tmp / "stack", "bench-stack", s3_delays=s3_delays_of(args))
         try:
             env = state.environment()
             prefix = upload(paths, env)
@@ -311,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"statistics {strategy} on local files vs {reference}: {why}")
 
     print()
-    print(f"through the emulator's S3 (moto on loopback; {len(paths)} granules, one shard, {args.spec.n_segments:,} segments per beam):")
+    delays = " ".join(s3_delays_of(args).argv())
+    print(f"through the emulator's S3 (moto on loopback{'; ' + delays if delays else ''}; {len(paths)} granules, "
+          f"one shard, {args.spec.n_segments:,} segments per beam):")
     print(table(results, minimum["bytes"]))
     summary = ratios(results, minimum["bytes"])
     for name, r in summary.items():
@@ -340,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "input": {"granules": len(paths), "segments_per_beam": args.spec.n_segments, "bytes": size, "shard_key": shard_key,
                   "through": [lat, lon], "seed": args.spec.seed},
+        "s3_delays": dataclasses.asdict(s3_delays_of(args)),
         "minimum": minimum,
         "catalog_step": catalog_cost,
         "emulator_floor": emulator_floor(results, minimum),

@@ -140,11 +140,15 @@ def run_stack(args: argparse.Namespace) -> int:
 
 
 def stack_parser(sub: argparse._SubParsersAction) -> None:
+    from producer.stack.emulator import add_s3_delay_options  # standard library only: cheap
+
     p = sub.add_parser("stack", help="the embedded stack (AWS emulator on this machine)", description="Run template.yaml in an AWS emulator on loopback: no AWS account needed.")
     p.add_argument("action", choices=["up", "down", "status", "env"])
     p.add_argument("--state-dir", type=Path, default=None,
                    help="where the emulator's state file and log go (default: $SHARD_QUEUE_STATE_DIR, else .stack in the project root)")
     add_stack_option(p)
+    delays = p.add_argument_group("S3 latency (stack up; for benchmarks: the emulator answers S3 in ~1 ms on loopback)")
+    add_s3_delay_options(delays)
     p.set_defaults(func=run_stack)
 
 

@@ -1,4 +1,5 @@
-"""The embedded emulator isolates what moto's threads do not: DynamoDB writes and SQS queue state.
+"""The embedded emulator isolates what moto's threads do not: DynamoDB writes and SQS queue state;
+its SQS takes a time per request that does not grow with the queue; its S3 can be given S3's latency.
 
 moto serves each request on a thread of its own and its DynamoDB transaction is a check, then a
 write, then (on a failed condition) a restore of a deep copy of the whole table taken at its
@@ -7,6 +8,7 @@ start: concurrent transactions both apply, or a cancelled one erases another's w
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -15,6 +17,8 @@ import time
 import boto3
 import pytest
 from botocore.config import Config
+from moto.core import utils as moto_utils
+from moto.sqs.models import SQSBackend
 
 from producer.stack import emulator
 from producer.stack import lifecycle as stack
@@ -30,6 +34,19 @@ TABLE_ITEMS = 300  # a run table's worth: moto's transaction copies the whole ta
 def endpoint(tmp_path_factory):
     """A bare emulator (``python -m producer.stack.emulator``), nothing deployed."""
     url, pid = stack.start_emulator(tmp_path_factory.mktemp("emulator"))
+    try:
+        yield url
+    finally:
+        os.killpg(pid, signal.SIGTERM)
+
+
+LATENCY_MS = 50
+
+
+@pytest.fixture(scope="module")
+def slow_s3_endpoint(tmp_path_factory):
+    """A bare emulator whose S3 answers after LATENCY_MS."""
+    url, pid = stack.start_emulator(tmp_path_factory.mktemp("slow-s3"), s3_delays=emulator.S3Delays(LATENCY_MS))
     try:
         yield url
     finally:
@@ -152,3 +169,203 @@ def test_requests_name_their_service():
     assert emulator.service_of({"HTTP_AUTHORIZATION": scope.format("sqs")}) == "sqs"  # SQS's query protocol
     assert emulator.service_of({"HTTP_AUTHORIZATION": scope.format("s3")}) == "s3"
     assert emulator.service_of({}) is None
+
+
+# -- SQS: a request's work does not grow with the queue's length -----------------------------------------
+class CountingList(list):
+    """A queue's list of messages that counts the messages moto's code goes through."""
+
+    touched = 0
+
+    def __iter__(self):
+        for message in super().__iter__():
+            CountingList.touched += 1
+            yield message
+
+
+FIFO = {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+
+
+def queue_of(length: int, fifo: bool = False):
+    """An in-process moto SQS backend (the emulator's fixes applied) with one queue of ``length`` messages;
+    returns the backend, the queue and a batch of 10 messages to send it (numbered from ``start``)."""
+    assert "sqs_counts_only_when_asked" in emulator.apply_fixes()
+    backend = SQSBackend("us-west-2", "123456789012")
+    queue = backend.create_queue("q.fifo", **FIFO) if fifo else backend.create_queue("q")
+    group = {"MessageGroupId": "g"} if fifo else {}
+
+    def batch(start: int) -> dict:
+        return {str(i): {"Id": f"m{i}", "MessageBody": f"body {i}", "MessageAttributes": {}, "DelaySeconds": None,
+                         **group} for i in range(start, start + 10)}
+
+    for start in range(0, length, 10):
+        backend.send_message_batch(queue.name, batch(start))
+    assert len(queue._messages) == length
+    queue._messages = CountingList(queue._messages)
+    return backend, queue, batch
+
+
+def touched(call) -> int:
+    CountingList.touched = 0
+    call()
+    return CountingList.touched
+
+
+@pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
+def test_a_send_does_not_go_through_the_queue(fifo):
+    """moto's send read every queued message three times (the queue's message counts, for one setting)."""
+    per_send = {}
+    for length in (100, 400):
+        backend, queue, batch = queue_of(length, fifo)
+        per_send[length] = touched(lambda: backend.send_message_batch(queue.name, batch(length))) / 10
+    if fifo:  # deduplication compares a message with each one queued (moto's way, kept): that many, no more
+        assert per_send == {100: pytest.approx(104.5), 400: pytest.approx(404.5)}
+    else:
+        assert per_send == {100: 0, 400: 0}
+
+
+def test_a_receive_goes_through_the_queue_once_and_reads_the_clock_once(monkeypatch):
+    """moto's receive read every message ten times (once for visibility, nine times for the queue's
+    counts while checking the message's retention period) and the clock twice per message."""
+    clock_reads = [0]
+    stock = moto_utils.unix_time
+
+    def unix_time(*args):
+        clock_reads[0] += 1
+        return stock(*args)
+
+    monkeypatch.setattr(moto_utils, "unix_time", unix_time)
+    for length in (100, 400):
+        backend, queue, _ = queue_of(length)
+        clock_reads[0] = 0
+        assert touched(lambda: backend.receive_message("q", 1, 0, 60)) <= length + 1
+        assert clock_reads[0] <= 10, f"{clock_reads[0]} clock reads for one receive from {length} messages"
+        counts = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        assert touched(lambda: backend.get_queue_attributes("q", counts)) <= 2 * length
+        assert touched(lambda: backend.get_queue_attributes("q", ["VisibilityTimeout"])) == 0
+        assert backend.get_queue_attributes("q", counts) == dict(zip(counts, [length - 1, 1]))
+
+
+def test_fixes_apply_once_and_can_be_left_out():
+    from moto.s3.models import FakeKey
+    from moto.sqs.models import Queue, SQSBackend
+
+    emulator.apply_fixes()
+    patched = (FakeKey.value, Queue.attributes, Queue.messages, SQSBackend.send_message)
+    assert emulator.apply_fixes() == list(emulator.FIX_NAMES)  # again: all of them, none applied twice
+    assert (FakeKey.value, Queue.attributes, Queue.messages, SQSBackend.send_message) == patched
+    assert "sqs_counts_only_when_asked" not in emulator.apply_fixes(without=["sqs_counts_only_when_asked"])
+
+
+def test_queue_semantics_through_the_emulator(endpoint):
+    """What the SQS fixes must leave as moto had it: FIFO deduplication, delays, visibility, counts, DLQ."""
+    sqs = client(endpoint, "sqs")
+    fifo = sqs.create_queue(QueueName="dedup.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for dedup in ("a", "a", "b"):
+        sqs.send_message(QueueUrl=fifo, MessageBody=dedup, MessageGroupId="g", MessageDeduplicationId=dedup)
+    content = sqs.create_queue(QueueName="content.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    sqs.send_message_batch(QueueUrl=content, Entries=[
+        {"Id": str(i), "MessageBody": body, "MessageGroupId": "g"} for i, body in enumerate("xxy")])
+    for url, bodies in ((fifo, ["a", "b"]), (content, ["x", "y"])):
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        assert [m["Body"] for m in got] == bodies  # the duplicate dropped, the order kept
+
+    dlq = sqs.create_queue(QueueName="semantics-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = sqs.create_queue(QueueName="semantics", Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=900)
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": b, "MessageBody": b} for b in ("held", "failing")])
+
+    def counts(queue: str) -> tuple[int, int, int]:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
+        got = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+        every = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+        assert {n: every[n] for n in names} == got
+        return tuple(int(got[n]) for n in names)
+
+    assert counts(url) == (2, 0, 1)
+    (held,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=600)["Messages"]
+    assert counts(url) == (1, 1, 1)
+    for receive in range(2):  # received twice and let go at once, as a failing worker would
+        (failing,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]
+        assert failing["Body"] != held["Body"] and failing["Body"] != "later"
+    assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages", []) == []  # the third: to the DLQ
+    assert counts(url) == (0, 1, 1) and counts(dlq) == (1, 0, 0)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=held["ReceiptHandle"], VisibilityTimeout=0)
+    assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"]] == ["held"]
+
+
+# -- S3 latency and bandwidth, optionally -------------------------------------------------------------
+class FakeTime:
+    """A clock that moves only when slept on: what the middleware waits, without waiting."""
+
+    def __init__(self) -> None:
+        self.now, self.sleeps = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+S3_SCOPE = "AWS4-HMAC-SHA256 Credential=x/20260101/us-west-2/{}/aws4_request, SignedHeaders=host"
+
+
+def test_s3_delays_add_latency_first_byte_and_bandwidth_to_s3_only():
+    body = b"x" * 1_000_000
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    t = FakeTime()
+    delayed = emulator.DelayedS3(app, emulator.S3Delays(latency_ms=20, first_byte_ms=100, bandwidth_mbps=80),
+                                 sleep=t.sleep, clock=t.clock)
+
+    def request(service: str, method: str) -> bytes:
+        environ = {"REQUEST_METHOD": method, "HTTP_AUTHORIZATION": S3_SCOPE.format(service), "PATH_INFO": "/b/k"}
+        return b"".join(delayed(environ, lambda *a: None))
+
+    assert request("sqs", "POST") == body and t.sleeps == []
+    assert request("s3", "PUT") == body and t.sleeps == [pytest.approx(0.020)]  # latency; no bandwidth cap
+    t.sleeps.clear()
+    assert request("s3", "GET") == body
+    assert t.sleeps[0] == pytest.approx(0.120)  # latency + first byte
+    assert sum(t.sleeps[1:]) == pytest.approx(len(body) * 8 / 80e6)  # 1 MB at 80 Mbit/s: 0.1 s
+    assert len(t.sleeps) - 1 == -(-len(body) // emulator.DelayedS3.CHUNK_BYTES)  # paced piece by piece
+
+
+def test_s3_delays_options():
+    assert not emulator.S3Delays() and emulator.S3Delays().argv() == []
+    delays = emulator.S3Delays(20, 100, 90)
+    assert delays.argv() == ["--s3-latency-ms=20", "--s3-first-byte-ms=100", "--s3-bandwidth-mbps=90"]
+    with pytest.raises(ValueError):
+        emulator.S3Delays(-1)
+
+
+def fastest_ms(call, times: int = 5) -> float:
+    best = float("inf")
+    for _ in range(times):
+        began = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
+def test_an_s3_get_takes_the_latency_given_and_other_services_do_not(endpoint, slow_s3_endpoint):
+    figures = {}
+    for name, url in (("plain", endpoint), ("slow", slow_s3_endpoint)):
+        s3, sqs = client(url, "s3"), client(url, "sqs")
+        s3.create_bucket(Bucket="latency", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        s3.put_object(Bucket="latency", Key="k", Body=b"0123456789" * 1000)
+        get = lambda: s3.get_object(Bucket="latency", Key="k", Range="bytes=100-199")["Body"].read()  # noqa: E731
+        assert get() == (b"0123456789" * 10)
+        figures[name] = {"s3": fastest_ms(get), "sqs": fastest_ms(sqs.list_queues)}
+    assert figures["slow"]["s3"] >= LATENCY_MS, figures
+    assert figures["plain"]["s3"] < LATENCY_MS / 2, figures  # loopback: a few milliseconds
+    assert figures["slow"]["sqs"] < LATENCY_MS / 2, figures

@@ -20,15 +20,20 @@ def producer(*args: str, env=None) -> subprocess.CompletedProcess:
 
 def test_up_twice_status_env_down(tmp_path):
     state_dir = str(tmp_path / "stack")
+    latency = ("--s3-latency-ms", "5", "--s3-first-byte-ms", "10")  # a stack for a benchmark with S3's latency
     try:
-        first = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test")
+        first = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test", *latency)
         assert first.returncode == 0, first.stderr
         state = json.loads((tmp_path / "stack" / "state.json").read_text())
-        again = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test")
+        assert state["s3_delays"] == {"latency_ms": 5, "first_byte_ms": 10, "bandwidth_mbps": 0}
+        again = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test", *latency)
         assert again.returncode == 0, again.stderr
         assert json.loads((tmp_path / "stack" / "state.json").read_text())["endpoint"] == state["endpoint"]  # the same emulator
+        other = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test")  # not what runs: said so
+        assert other.returncode == 4 and "--s3-latency-ms=5" in other.stderr and "stack down" in other.stderr
         status = producer("stack", "status", "--state-dir", state_dir)
         assert status.returncode == 0 and state["endpoint"] in status.stdout and "ShardQueueUrl" in status.stdout
+        assert "S3 delays: --s3-latency-ms=5 --s3-first-byte-ms=10" in status.stdout
         exports = dict(line.removeprefix("export ").split("=", 1) for line in producer("stack", "env", "--state-dir", state_dir).stdout.splitlines())
         assert exports["AWS_ENDPOINT_URL"] == state["endpoint"] and exports["SHARD_QUEUE_STACK"] == "cli-test"
         runs = producer("status", env={**os.environ, **exports})

@@ -1,6 +1,7 @@
 """The embedded stack's AWS emulator: moto's server app, served the way AWS endpoints behave.
 
     python -m producer.stack.emulator -H 127.0.0.1 -p PORT      (what ``stack up`` starts)
+    python -m producer.stack.emulator -p PORT --s3-latency-ms 20 --s3-first-byte-ms 100 --s3-bandwidth-mbps 90
 
 ``python -m moto.server`` serves moto's app with werkzeug's development server, which closes
 the connection after every response (and starts a thread for each): every boto3 call and every
@@ -21,6 +22,16 @@ moto runs as shipped, slower but the same):
   range is copied;
 * the list of moto's service modules is computed once.
 
+moto's SQS also goes through the whole queue, reading the clock for each message, whenever
+anything reads a queue's attributes: a send does (for one setting), and so does every message a
+receive hands out (for its retention period). Filling a queue took time quadratic in its length
+(SendMessageBatch 73 -> 650 ms as a queue grew to 1,400 messages). Two more fixes:
+
+* a send computes none of the queue's message counts, GetQueueAttributes only those it asks for;
+* a scan of a queue reads the clock once, not once per message.
+
+``python -m bench.queue --compare`` measures them (``--without-fix NAME`` leaves one out).
+
 moto also answers each request on a thread of its own without isolating one request from
 another. Its DynamoDB transaction checks its conditions, writes, and on a failed condition
 restores a copy of the whole table taken when it began: measured here, two concurrent
@@ -31,18 +42,22 @@ may be appending to it. So requests to DynamoDB, and to SQS, run one at a time p
 the hot path, stays concurrent); a long-polling receive gives SQS's turn up while it waits, as
 it holds no message then.
 
-Nothing else changes: the same moto app, the same responses.
+Nothing else changes: the same moto app, the same responses. Optionally (``--s3-*``), S3
+requests take S3's time rather than loopback's: a latency before each answer, a first-byte delay
+for a GET and a bandwidth cap on its body (per connection); other services are not delayed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 # Objects up to this size are kept in memory by moto (its default spools objects over 5 MB to disk).
@@ -50,6 +65,9 @@ IN_MEMORY_OBJECT_BYTES = 2**31
 # waitress: threads answering requests, open connections allowed (every worker pools up to 64),
 # and response bytes held in memory before spooling to a temporary file (its default is 1 MB).
 SERVER_THREADS = 16
+# With S3 delays, a thread waits out each S3 request it answers: more threads, so that concurrent
+# readers wait side by side as they would on S3, not behind one another.
+DELAYED_SERVER_THREADS = 64
 CONNECTION_LIMIT = 1000
 OUTPUT_BUFFER_BYTES = 256 * 2**20
 
@@ -60,8 +78,10 @@ def _service_modules_once() -> bool:
     import moto.backends
 
     listing = getattr(moto.backends, "list_of_moto_modules", None)
-    if listing is None or hasattr(listing, "cache_info"):
+    if listing is None:
         return False
+    if hasattr(listing, "cache_info"):  # applied already
+        return True
     moto.backends.list_of_moto_modules = functools.cache(lambda: list(listing()))
     return True
 
@@ -72,6 +92,8 @@ def _object_bytes_without_copy() -> bool:
     stock = getattr(FakeKey, "value", None)
     if not isinstance(stock, property) or stock.fset is None:
         return False
+    if getattr(stock.fget, "without_copy", False):  # applied already
+        return True
 
     def value(self) -> bytes:
         spooled = getattr(self, "_value_buffer", None)
@@ -81,6 +103,7 @@ def _object_bytes_without_copy() -> bool:
         with self.lock:
             return in_memory.getvalue()  # bytes are immutable: the caller cannot alter the object
 
+    value.without_copy = True  # type: ignore[attr-defined]
     FakeKey.value = property(value, stock.fset)
     return True
 
@@ -169,6 +192,129 @@ def _sqs_long_poll_gives_way() -> bool:
     return True
 
 
+# Queue attributes that count messages: moto computes each by a scan of the queue that reads the clock per
+# message (~10 us each), and computes all three whenever anything reads ``Queue.attributes``.
+SQS_COUNT_ATTRIBUTES = frozenset({
+    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible",
+})
+_attribute_reads = threading.local()  # per thread, a stack of (counts wanted, attributes computed) per backend call
+
+
+class _CountsLeftOut:
+    """A queue as moto's ``Queue.attributes`` reads it, with the message counts not wanted read as None."""
+
+    def __init__(self, queue: Any, left_out: frozenset[str]) -> None:
+        self._queue, self._left_out = queue, left_out
+
+    def __getattr__(self, name: str) -> Any:
+        return None if name in self._left_out else getattr(self._queue, name)
+
+
+def _reading_counts(counts_of: Callable[..., frozenset[str]]) -> Callable[[Callable], Callable]:
+    """Run a backend method with ``Queue.attributes`` counting only what ``counts_of(*args)`` names, each
+    queue's attributes computed once in the call (the queue does not change meanwhile)."""
+    def wrap(stock: Callable) -> Callable:
+        @functools.wraps(stock)
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            reads = _attribute_reads.__dict__.setdefault("stack", [])
+            reads.append((counts_of(*args, **kwargs), {}))
+            try:
+                return stock(self, *args, **kwargs)
+            finally:
+                reads.pop()
+        method.counts_only_when_asked = True  # type: ignore[attr-defined]
+        return method
+    return wrap
+
+
+def _sqs_counts_only_when_asked() -> bool:
+    """A send computes no message count, GetQueueAttributes only those it asks for.
+
+    moto's send reads ``queue.attributes`` for one setting (ContentBasedDeduplication), which counts
+    the queue's messages three times: every send costs time proportional to the queue, and filling a
+    queue takes time quadratic in its length (SendMessageBatch 73 -> 650 ms as a queue grows to 1,400
+    messages). A receive checks each message's retention period through GetQueueAttributes, which
+    reads ``queue.attributes`` three times per name: nine scans per message received.
+    """
+    from moto.core.utils import camelcase_to_underscores
+    from moto.sqs.models import Queue, SQSBackend
+
+    stock = getattr(Queue, "attributes", None)
+    counts = {name: camelcase_to_underscores(name) for name in SQS_COUNT_ATTRIBUTES}
+    methods = ("send_message", "send_message_batch", "get_queue_attributes")
+    if (not isinstance(stock, property) or not SQS_COUNT_ATTRIBUTES <= set(getattr(Queue, "BASE_ATTRIBUTES", ()))
+            or not all(isinstance(getattr(Queue, p, None), property) for p in counts.values())
+            or not all(callable(getattr(SQSBackend, m, None)) for m in methods)):
+        return False
+    if getattr(SQSBackend.get_queue_attributes, "counts_only_when_asked", False):  # applied already
+        return True
+
+    def attributes(self: Any) -> dict[str, Any]:
+        reads = getattr(_attribute_reads, "stack", None)
+        if not reads:  # outside the methods below: as shipped
+            return stock.fget(self)
+        wanted, computed = reads[-1]
+        if id(self) not in computed:
+            left_out = frozenset(counts[name] for name in SQS_COUNT_ATTRIBUTES - wanted)
+            computed[id(self)] = (self, stock.fget(_CountsLeftOut(self, left_out) if left_out else self))
+        return dict(computed[id(self)][1])  # moto hands out a new dict each time
+
+    def none(*args: Any, **kwargs: Any) -> frozenset[str]:
+        return frozenset()
+
+    def asked(queue_name: str, attribute_names: list[str], *args: Any, **kwargs: Any) -> frozenset[str]:
+        names = set(attribute_names or ())
+        return SQS_COUNT_ATTRIBUTES if "All" in names else SQS_COUNT_ATTRIBUTES & names
+
+    Queue.attributes = property(attributes)
+    SQSBackend.send_message = _reading_counts(none)(SQSBackend.send_message)
+    SQSBackend.send_message_batch = _reading_counts(none)(SQSBackend.send_message_batch)
+    SQSBackend.get_queue_attributes = _reading_counts(asked)(SQSBackend.get_queue_attributes)
+    return True
+
+
+_scan_clock = threading.local()  # per thread, the time (ms) a scan of a queue reads for every message
+
+
+def _sqs_scans_read_the_clock_once() -> bool:
+    """A scan of a queue (its visible messages, its message counts) reads the clock once, not per message.
+
+    moto tests each message's visibility and delay against the clock read anew (~10 us: datetime
+    arithmetic), so a receive costs ~10 us per message in the queue. Here the scan reads it once and
+    its messages are tested against that instant: the same answer, as of the scan's start.
+    """
+    import moto.sqs.models as sqs
+
+    stock_clock = getattr(sqs, "unix_time_millis", None)
+    scans = ("messages", "approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible")
+    if not callable(stock_clock) or not all(isinstance(getattr(sqs.Queue, p, None), property) for p in scans) \
+            or not all(isinstance(getattr(sqs.Message, p, None), property) for p in ("visible", "delayed")):
+        return False
+    if getattr(stock_clock, "once_per_scan", False):  # applied already
+        return True
+
+    def unix_time_millis(dt: Any = None) -> float:
+        now = getattr(_scan_clock, "millis", None)
+        return stock_clock(dt) if now is None or dt is not None else now
+
+    def once(scan: property) -> property:
+        def fget(self: Any) -> Any:
+            if getattr(_scan_clock, "millis", None) is not None:  # within a scan already
+                return scan.fget(self)
+            _scan_clock.millis = stock_clock()
+            try:
+                return scan.fget(self)
+            finally:
+                _scan_clock.millis = None
+        return property(fget)
+
+    unix_time_millis.once_per_scan = True  # type: ignore[attr-defined]
+    sqs.unix_time_millis = unix_time_millis
+    for name in scans:
+        setattr(sqs.Queue, name, once(getattr(sqs.Queue, name)))
+    return True
+
+
 def isolated_services() -> list[str]:
     """DynamoDB always; SQS only where its long poll can give way (moto's shape as expected)."""
     try:
@@ -178,37 +324,140 @@ def isolated_services() -> list[str]:
         return ["dynamodb"]
 
 
-def apply_fixes() -> list[str]:
-    """Apply what this moto allows; returns the names of the fixes applied."""
-    os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(IN_MEMORY_OBJECT_BYTES))
+FIXES = (_service_modules_once, _object_bytes_without_copy, _sqs_counts_only_when_asked, _sqs_scans_read_the_clock_once)
+FIX_NAMES = tuple(fix.__name__.lstrip("_") for fix in FIXES)
+
+
+def apply_fixes(without: Iterable[str] = ()) -> list[str]:
+    """Apply what this moto allows, except the fixes named in ``without`` (to measure one: moto as
+    shipped in that respect); returns the names of the fixes applied."""
+    skipped = set(without)
+    if "object_bytes_without_copy" not in skipped:
+        os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(IN_MEMORY_OBJECT_BYTES))
     applied = []
-    for fix in (_service_modules_once, _object_bytes_without_copy):
+    for fix, name in zip(FIXES, FIX_NAMES):
+        if name in skipped:
+            continue
         try:
             if fix():
-                applied.append(fix.__name__.lstrip("_"))
+                applied.append(name)
         except (ImportError, AttributeError) as exc:  # a moto of another shape: run it as shipped
-            log.warning("emulator fix %s not applied: %s", fix.__name__, exc)
+            log.warning("emulator fix %s not applied: %s", name, exc)
     return applied
+
+
+# -- S3's latency and bandwidth, optionally ------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class S3Delays:
+    """What an S3 request costs in time beyond the emulator's own work (all zero: nothing added).
+
+    Every S3 request waits ``latency_ms`` before it is answered; a GET waits ``first_byte_ms`` more
+    before its first byte, then its body flows at no more than ``bandwidth_mbps`` megabits per second
+    (per request, so per connection: a connection carries one request at a time).
+    """
+
+    latency_ms: float = 0.0
+    first_byte_ms: float = 0.0
+    bandwidth_mbps: float = 0.0  # 0: unlimited
+
+    def __post_init__(self) -> None:
+        if min(self.latency_ms, self.first_byte_ms, self.bandwidth_mbps) < 0:
+            raise ValueError(f"S3 delays cannot be negative: {self}")
+
+    def __bool__(self) -> bool:
+        return bool(self.latency_ms or self.first_byte_ms or self.bandwidth_mbps)
+
+    def argv(self) -> list[str]:
+        """The emulator's command-line options that set these delays."""
+        return [f"--s3-{flag}={value:g}" for flag, value in (
+            ("latency-ms", self.latency_ms), ("first-byte-ms", self.first_byte_ms),
+            ("bandwidth-mbps", self.bandwidth_mbps)) if value]
+
+
+def add_s3_delay_options(parser: argparse.ArgumentParser) -> None:
+    """The options that set S3Delays (the emulator's, and ``python -m producer stack up``'s)."""
+    parser.add_argument("--s3-latency-ms", type=float, default=0.0, metavar="MS",
+                        help="wait this long before answering any S3 request (default 0)")
+    parser.add_argument("--s3-first-byte-ms", type=float, default=0.0, metavar="MS",
+                        help="an S3 GET also waits this long before its first byte (default 0)")
+    parser.add_argument("--s3-bandwidth-mbps", type=float, default=0.0, metavar="MBIT/S",
+                        help="an S3 GET's body flows at no more than this many megabits per second, per "
+                             "connection (default 0: unlimited)")
+
+
+def s3_delays_of(args: argparse.Namespace) -> S3Delays:
+    return S3Delays(args.s3_latency_ms, args.s3_first_byte_ms, args.s3_bandwidth_mbps)
+
+
+class DelayedS3:
+    """WSGI middleware: S3 requests take the time ``delays`` says; other services are untouched."""
+
+    CHUNK_BYTES = 64 * 2**10  # a throttled body is written in pieces of this size
+
+    def __init__(self, app: Callable, delays: S3Delays, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.delays, self.sleep, self.clock = app, delays, sleep, clock
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if service_of(environ) != "s3":
+            return self.app(environ, start_response)
+        get = environ.get("REQUEST_METHOD") == "GET"
+        wait_ms = self.delays.latency_ms + (self.delays.first_byte_ms if get else 0.0)
+        if wait_ms:
+            self.sleep(wait_ms / 1000)
+        response = self.app(environ, start_response)
+        if not (get and self.delays.bandwidth_mbps):
+            return response
+        return self._throttled(response, self.delays.bandwidth_mbps * 1e6 / 8)
+
+    def _throttled(self, response: Iterable[bytes], bytes_per_s: float) -> Iterator[bytes]:
+        """The body in pieces, each written when its last byte would have arrived at that rate."""
+        began, sent = self.clock(), 0
+        try:
+            for block in response:
+                view = memoryview(block)
+                for at in range(0, len(view), self.CHUNK_BYTES):
+                    piece = view[at:at + self.CHUNK_BYTES]
+                    sent += len(piece)
+                    wait = began + sent / bytes_per_s - self.clock()
+                    if wait > 0:
+                        self.sleep(wait)
+                    yield bytes(piece)
+        finally:
+            if hasattr(response, "close"):
+                response.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m producer.stack.emulator", description=__doc__.splitlines()[0])
-    parser.add_argument("-H", "--host", default="127.0.0.1")
-    parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("-H", "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("-p", "--port", type=int, default=5000, help="port to listen on (default 5000)")
+    add_s3_delay_options(parser)
+    parser.add_argument("--without-fix", action="append", default=[], choices=FIX_NAMES, metavar="NAME",
+                        help="leave moto as shipped in this respect, to measure what the fix is worth "
+                             f"(repeatable; one of {', '.join(FIX_NAMES)})")
     args = parser.parse_args(argv)
+    try:
+        delays = s3_delays_of(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto writes it into URLs it hands out (queue URLs)
-    applied = apply_fixes()
+    applied = apply_fixes(without=args.without_fix)
     services = isolated_services()
     import waitress
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    app = Isolation(DomainDispatcherApplication(create_backend_app), services)
+    if delays:
+        app = DelayedS3(app, delays)
     print(f"moto on http://{args.host}:{args.port} (waitress); fixes applied: {', '.join(applied) or 'none'}; "
-          f"requests isolated per service: {', '.join(services)}", file=sys.stderr, flush=True)
+          f"requests isolated per service: {', '.join(services)}"
+          + (f"; S3 delays: {', '.join(delays.argv())}" if delays else ""), file=sys.stderr, flush=True)
     waitress.serve(
-        Isolation(DomainDispatcherApplication(create_backend_app), services), host=args.host, port=args.port,
-        threads=SERVER_THREADS,
-        connection_limit=CONNECTION_LIMIT, outbuf_overflow=OUTPUT_BUFFER_BYTES, outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
-        asyncore_use_poll=True, _quiet=True,
+        app, host=args.host, port=args.port,
+        threads=DELAYED_SERVER_THREADS if delays else SERVER_THREADS,
+        connection_limit=CONNECTION_LIMIT, outbuf_overflow=OUTPUT_BUFFER_BYTES,
+        outbuf_high_watermark=OUTPUT_BUFFER_BYTES, asyncore_use_poll=True, _quiet=True,
     )
 
 

@@ -19,10 +19,12 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 from pydantic import BaseModel
 
 from producer.stack.deploy import PROJECT_ROOT
+from producer.stack.emulator import S3Delays, s3_delays_of
 from shared.errors import StackError
 from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, ENV_STATE_DIR, OUTPUT_FUNCTION
 
@@ -45,6 +47,7 @@ class StackState(BaseModel):
     pid: int
     stack_name: str
     outputs: dict[str, str] = {}
+    s3_delays: S3Delays = S3Delays()  # what the emulator adds to S3 requests (nothing by default)
 
     def environment(self) -> dict[str, str]:
         return {**EMULATOR_ENV, "AWS_ENDPOINT_URL": self.endpoint, ENV_STACK_NAME: self.stack_name}
@@ -75,13 +78,17 @@ def emulator_alive(endpoint: str) -> bool:
         return False
 
 
-def start_emulator(root: Path, port: int | None = None) -> tuple[str, int]:
+def start_emulator(root: Path, port: int | None = None, s3_delays: S3Delays = S3Delays(),
+                   without_fixes: Sequence[str] = ()) -> tuple[str, int]:
+    """Start ``python -m producer.stack.emulator`` (S3 requests delayed as ``s3_delays`` says; the
+    emulator's fixes named in ``without_fixes`` left out, to measure them); returns its endpoint and pid."""
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "moto.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port), *s3_delays.argv(),
+         *(f"--without-fix={name}" for name in without_fixes)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
     )
     deadline = time.monotonic() + 60
@@ -121,12 +128,20 @@ def upload_granules(files: list[Path], bucket: str, prefix: str = "ATL06/", s3=N
     return f"s3://{bucket}/{prefix}"
 
 
-def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None) -> StackState:
-    """Start (or reuse) the emulator and deploy the template. Safe to repeat."""
+def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None,
+       s3_delays: S3Delays = S3Delays()) -> StackState:
+    """Start (or reuse) the emulator and deploy the template. Safe to repeat.
+
+    ``s3_delays``: latency and bandwidth the emulator gives S3 requests (a benchmark with S3's
+    latency); a running emulator is reused only if it was started with the same."""
     state = read_state(root)
     if state is None or not emulator_alive(state.endpoint):
-        endpoint, pid = start_emulator(root, port)
-        state = StackState(endpoint=endpoint, pid=pid, stack_name=stack_name)
+        endpoint, pid = start_emulator(root, port, s3_delays)
+        state = StackState(endpoint=endpoint, pid=pid, stack_name=stack_name, s3_delays=s3_delays)
+    elif state.s3_delays != s3_delays:
+        raise EmbeddedStackError(
+            f"the embedded stack's emulator runs with S3 delays {' '.join(state.s3_delays.argv()) or '(none)'}, "
+            f"not {' '.join(s3_delays.argv()) or '(none)'}: stop it first (python -m producer stack down)")
     state.outputs = deploy(state.endpoint, state.stack_name)
     state_path(root).write_text(state.model_dump_json(indent=1))
     return state
@@ -164,9 +179,13 @@ def _exited(pid: int, seconds: float) -> bool:
 
 def stack_command(args) -> int:
     root = args.state_dir or STATE_DIR
+    delays = s3_delays_of(args)
+    if delays and args.action != "up":
+        raise EmbeddedStackError("the --s3-* options are options of stack up")
     if args.action == "up":
-        state = up(root, args.stack or DEFAULT_STACK_NAME)
-        print(f"embedded stack {state.stack_name} is up at {state.endpoint}")
+        state = up(root, args.stack or DEFAULT_STACK_NAME, s3_delays=delays)
+        print(f"embedded stack {state.stack_name} is up at {state.endpoint}"
+              + (f" (S3 delays: {' '.join(delays.argv())})" if delays else ""))
         print('point commands at it:  eval "$(python -m producer stack env)"')
     elif args.action == "down":
         print("embedded stack stopped" if down(root) else "no embedded stack is running")
@@ -180,6 +199,7 @@ def stack_command(args) -> int:
         if state is None or not emulator_alive(state.endpoint):
             print("embedded stack: down")
             return 1
-        print(f"embedded stack {state.stack_name}: up at {state.endpoint} (pid {state.pid})")
+        print(f"embedded stack {state.stack_name}: up at {state.endpoint} (pid {state.pid})"
+              + (f"; S3 delays: {' '.join(state.s3_delays.argv())}" if state.s3_delays else ""))
         print(json.dumps(state.outputs, indent=1))
     return 0
