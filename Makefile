@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 
 clean:

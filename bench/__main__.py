@@ -56,18 +56,37 @@ TARGETS = {"bytes_vs_baseline": 1 / 5, "bytes_vs_minimum": 2.0, "wall_vs_baselin
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--granules", type=int, default=InputSpec.n_granules, help="granules in the shard (default 50)")
-    p.add_argument("--segments", type=int, default=InputSpec.n_segments, help="segments per beam (default 142000: full length)")
+    p.add_argument(
+        "--segments", type=int, default=InputSpec.n_segments, help="segments per beam (default 142000: full length)"
+    )
     p.add_argument("--seed", type=int, default=InputSpec.seed)
-    p.add_argument("--through", default=",".join(map(str, InputSpec.through)), metavar="LAT,LON",
-                   help="the point every granule passes near; its order-6 cell is the shard")
-    p.add_argument("--quick", action="store_true", help=f"a smoke test: {QUICK['n_granules']} granules of {QUICK['n_segments']} segments")
-    p.add_argument("--strategies", default=",".join(STRATEGIES), help=f"comma-separated subset of {','.join(STRATEGIES)}")
+    p.add_argument(
+        "--through",
+        default=",".join(map(str, InputSpec.through)),
+        metavar="LAT,LON",
+        help="the point every granule passes near; its order-6 cell is the shard",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke test: {QUICK['n_granules']} granules of {QUICK['n_segments']} segments",
+    )
+    p.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help=f"comma-separated subset of {','.join(STRATEGIES)}"
+    )
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    p.add_argument("--no-local", dest="local", action="store_false",
-                   help="skip the second pass over local files (the same strategies without the emulator)")
+    p.add_argument(
+        "--no-local",
+        dest="local",
+        action="store_false",
+        help="skip the second pass over local files (the same strategies without the emulator)",
+    )
     p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
-    add_s3_delay_options(p.add_argument_group(
-        "S3 latency (the emulator answers in ~1 ms on loopback; S3's first byte takes tens of milliseconds)"))
+    add_s3_delay_options(
+        p.add_argument_group(
+            "S3 latency (the emulator answers in ~1 ms on loopback; S3's first byte takes tens of milliseconds)"
+        )
+    )
     args = p.parse_args(glue_negative_value(list(sys.argv[1:] if argv is None else argv), "--through"))
     if args.quick:
         args.granules, args.segments = QUICK["n_granules"], QUICK["n_segments"]
@@ -94,8 +113,13 @@ def upload(paths: list[Path], env: dict[str, str]) -> str:
     """Put the granules into a bucket of the emulator's S3; returns the s3:// prefix."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                      aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     return upload_granules(paths, BUCKET, "atl06/", s3)
 
 
@@ -116,16 +140,38 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     refs = [shards[shard_key] for shards in touched if shard_key in shards]
     ShardMap.build({shard_key: refs}, {"source": "granules", "granule_source": prefix}, grid).save(out)
     return {
-        "wall_s": wall, "requests": context.stats.requests, "bytes": context.stats.bytes,
-        "granules_scanned": len(locations), "shards_found": len({k for t in touched for k in t}),
+        "wall_s": wall,
+        "requests": context.stats.requests,
+        "bytes": context.stats.bytes,
+        "granules_scanned": len(locations),
+        "shards_found": len({k for t in touched for k in t}),
         "granules_in_shard": len(refs),
     }
 
 
 # -- one strategy ------------------------------------------------------------------------------
-def run_strategy(strategy: str, catalog: Path, shard_key: int, stats: Path, env: dict[str, str], emulator_pid: int,
-                 local_dir: Path | None = None) -> dict:
-    cmd = [sys.executable, "-m", "bench.run", "--strategy", strategy, "--catalog", str(catalog), "--shard", str(shard_key), "--stats", str(stats)]
+def run_strategy(
+    strategy: str,
+    catalog: Path,
+    shard_key: int,
+    stats: Path,
+    env: dict[str, str],
+    emulator_pid: int,
+    local_dir: Path | None = None,
+) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--strategy",
+        strategy,
+        "--catalog",
+        str(catalog),
+        "--shard",
+        str(shard_key),
+        "--stats",
+        str(stats),
+    ]
     if local_dir is not None:
         cmd += ["--local-dir", str(local_dir)]
     served0 = _process_cpu_s(emulator_pid)
@@ -150,7 +196,11 @@ def same_statistics(a: Path, b: Path) -> tuple[bool, str]:
             if u.dtype != v.dtype or u.shape != v.shape:
                 return False, f"{name}: {u.dtype}{u.shape} vs {v.dtype}{v.shape}"
             if not np.array_equal(u, v, equal_nan=u.dtype.kind == "f"):
-                differ = int(np.sum(~((u == v) | (np.isnan(u) & np.isnan(v))))) if u.dtype.kind == "f" else int(np.sum(u != v))
+                differ = (
+                    int(np.sum(~((u == v) | (np.isnan(u) & np.isnan(v)))))
+                    if u.dtype.kind == "f"
+                    else int(np.sum(u != v))
+                )
                 return False, f"{name}: {differ} cells differ"
     return True, "identical"
 
@@ -197,13 +247,15 @@ def ratios(results: dict[str, dict], minimum_bytes: int) -> dict[str, dict]:
             "peak_rss_mb": r["peak_rss_mb"],
         }
         if base:
-            out[name].update({
-                "bytes_vs_baseline": r["bytes"] / base["bytes"],
-                "requests_vs_baseline": r["requests"] / base["requests"],
-                "wall_vs_baseline": r["wall_s"] / base["wall_s"],
-                "cpu_vs_baseline": r["cpu_s"] / base["cpu_s"],
-                "speedup": base["wall_s"] / r["wall_s"],
-            })
+            out[name].update(
+                {
+                    "bytes_vs_baseline": r["bytes"] / base["bytes"],
+                    "requests_vs_baseline": r["requests"] / base["requests"],
+                    "wall_vs_baseline": r["wall_s"] / base["wall_s"],
+                    "cpu_vs_baseline": r["cpu_s"] / base["cpu_s"],
+                    "speedup": base["wall_s"] / r["wall_s"],
+                }
+            )
     if base:
         out["baseline"] = {"bytes_vs_minimum": base["bytes"] / minimum_bytes if minimum_bytes else None}
     return out
@@ -229,7 +281,9 @@ def verdicts(r: dict) -> list[str]:
         value = r.get(key)
         if value is None:
             continue
-        checks.append(f"{key} {value:.3g} {'<=' if value <= limit else '>'} {limit:.3g} {'ok' if value <= limit else 'MISSED'}")
+        checks.append(
+            f"{key} {value:.3g} {'<=' if value <= limit else '>'} {limit:.3g} {'ok' if value <= limit else 'MISSED'}"
+        )
     return checks
 
 
@@ -262,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     shard_key = int(shard_keys_of(np.array([lat]), np.array([lon]), grid.parent_order)[0])
     paths = granules(args.spec, args.cache_dir)
     size = sum(p.stat().st_size for p in paths)
-    print(f"input: {len(paths)} granules, {size / 1e6:,.0f} MB ({args.spec.key}); shard {shard_key} (the order-6 cell of {lat:g},{lon:g})")
+    print(
+        f"input: {len(paths)} granules, {size / 1e6:,.0f} MB ({args.spec.key}); shard {shard_key} (the "
+        f"order-6 cell of {lat:g},{lon:g})"
+    )
 
     minimum_file = args.cache_dir / f"minimum-{args.spec.key}-{shard_key}.json"
     if minimum_file.exists():
@@ -271,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         m = shard_minimum(paths, ShardGeometry.of(shard_key, grid), config)
         minimum = {"bytes": m.bytes, "chunks": m.chunks, "runs": m.runs, "points": m.points}
         minimum_file.write_text(json.dumps(minimum))
-    print(f"minimum: {minimum['bytes'] / 1e6:,.1f} MB in {minimum['chunks']:,} chunks ({minimum['runs']:,} runs adjacent in the files) "
-          f"holding the shard's {minimum['points']:,} points")
+    print(
+        f"minimum: {minimum['bytes'] / 1e6:,.1f} MB in {minimum['chunks']:,} chunks ({minimum['runs']:,} "
+        "runs adjacent in the files) "
+        f"holding the shard's {minimum['points']:,} points"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
@@ -281,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             env = state.environment()
             prefix = upload(paths, env)
-            print(f"emulator: {state.endpoint} (pid {state.pid}), stack deployed and granules uploaded in {time.perf_counter() - began:.1f} s")
+            print(
+                f"emulator: {state.endpoint} (pid {state.pid}), stack deployed and granules uploaded in "
+                f"{time.perf_counter() - began:.1f} s"
+            )
             saved = {k: os.environ.get(k) for k in env}
             os.environ.update(env)
             try:
@@ -289,20 +352,27 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 for k, v in saved.items():
                     os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-            print(f"catalog step (once per run, all shards): {catalog_cost['granules_scanned']} granules scanned in "
-                  f"{catalog_cost['wall_s']:.1f} s, {catalog_cost['requests']:,} GETs, {catalog_cost['bytes'] / 1e6:,.0f} MB; "
-                  f"{catalog_cost['shards_found']} shards, {catalog_cost['granules_in_shard']} granules in this one")
+            print(
+                f"catalog step (once per run, all shards): {catalog_cost['granules_scanned']} granules scanned in "
+                f"{catalog_cost['wall_s']:.1f} s, {catalog_cost['requests']:,} GETs, "
+                f"{catalog_cost['bytes'] / 1e6:,.0f} MB; "
+                f"{catalog_cost['shards_found']} shards, {catalog_cost['granules_in_shard']} granules in this one"
+            )
             results = {}
             for strategy in args.strategies:
                 print(f"running {strategy} ...", flush=True)
-                results[strategy] = run_strategy(strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}.npz", env, state.pid)
+                results[strategy] = run_strategy(
+                    strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}.npz", env, state.pid
+                )
         finally:
             stack.down(tmp / "stack")
         local = {}
         folder = paths[0].parent if len({p.parent for p in paths}) == 1 else None  # cached granules share one
         for strategy in args.strategies if args.local and folder else []:
             print(f"running {strategy} on local files ...", flush=True)
-            local[strategy] = run_strategy(strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}-local.npz", {}, os.getpid(), folder)
+            local[strategy] = run_strategy(
+                strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}-local.npz", {}, os.getpid(), folder
+            )
             local[strategy].pop("emulator_cpu_s", None)
         reference = args.strategies[0]
         identical = {}
@@ -317,21 +387,30 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     delays = " ".join(s3_delays_of(args).argv())
-    print(f"through the emulator's S3 (moto on loopback{'; ' + delays if delays else ''}; {len(paths)} granules, "
-          f"one shard, {args.spec.n_segments:,} segments per beam):")
+    print(
+        f"through the emulator's S3 (moto on loopback{'; ' + delays if delays else ''}; {len(paths)} granules, "
+        f"one shard, {args.spec.n_segments:,} segments per beam):"
+    )
     print(table(results, minimum["bytes"]))
     summary = ratios(results, minimum["bytes"])
     for name, r in summary.items():
         if name == "baseline":
             continue
         print(f"{name}: " + "; ".join(verdicts(r)))
-    print("emulator CPU per request (" + " / ".join(results) + "): "
-          + " / ".join(f"{r['emulator_cpu_s'] / r['requests'] * 1000:.1f} ms" for r in results.values()))
+    print(
+        "emulator CPU per request ("
+        + " / ".join(results)
+        + "): "
+        + " / ".join(f"{r['emulator_cpu_s'] / r['requests'] * 1000:.1f} ms" for r in results.values())
+    )
     floor = emulator_floor(results, minimum)
     if floor:
-        print(f"emulator-bound floor: fetching just the minimum takes >= {minimum['runs']:,} requests (one per run of adjacent "
-              f"chunks), >= {floor['seconds']:.1f} s of the emulator's CPU at {floor['ms_per_request']:.1f} ms a request"
-              + (f" = {floor['vs_baseline_wall']:.2f} x the baseline's wall time" if "vs_baseline_wall" in floor else ""))
+        print(
+            f"emulator-bound floor: fetching just the minimum takes >= {minimum['runs']:,} requests (one per "
+            "run of adjacent "
+            f"chunks), >= {floor['seconds']:.1f} s of the emulator's CPU at {floor['ms_per_request']:.1f} ms a request"
+            + (f" = {floor['vs_baseline_wall']:.2f} x the baseline's wall time" if "vs_baseline_wall" in floor else "")
+        )
     local_summary = {}
     if local:
         print()
@@ -342,11 +421,20 @@ def main(argv: list[str] | None = None) -> int:
             if name != "baseline" and "wall_vs_baseline" in r:
                 print(f"{name}: wall {r['wall_vs_baseline']:.3g} x baseline, CPU {r['cpu_vs_baseline']:.3g} x baseline")
     aggregation = time_aggregation(config)
-    print(f"aggregation: {aggregation['points']:,} observations over {aggregation['cells']:,} cells, "
-          f"{len(aggregation['statistics'])} statistics ({', '.join(aggregation['statistics'])}): {aggregation['cpu_s']:.3f} s CPU on one core")
+    print(
+        f"aggregation: {aggregation['points']:,} observations over {aggregation['cells']:,} cells, "
+        f"{len(aggregation['statistics'])} statistics ({', '.join(aggregation['statistics'])}): "
+        f"{aggregation['cpu_s']:.3f} s CPU on one core"
+    )
     report = {
-        "input": {"granules": len(paths), "segments_per_beam": args.spec.n_segments, "bytes": size, "shard_key": shard_key,
-                  "through": [lat, lon], "seed": args.spec.seed},
+        "input": {
+            "granules": len(paths),
+            "segments_per_beam": args.spec.n_segments,
+            "bytes": size,
+            "shard_key": shard_key,
+            "through": [lat, lon],
+            "seed": args.spec.seed,
+        },
         "s3_delays": dataclasses.asdict(s3_delays_of(args)),
         "minimum": minimum,
         "catalog_step": catalog_cost,

@@ -46,7 +46,9 @@ def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfi
         if rng is not None:
             located[beam] = (rng, cells[rng[0] : rng[1]])
     names = [cfg.value, cfg.sigma] + ([cfg.quality.dataset] if cfg.quality else [])
-    table = [{"dataset": cfg.dataset_path(b, n), "hyperslice": [list(rng)]} for b, (rng, _) in located.items() for n in names]
+    table = [
+        {"dataset": cfg.dataset_path(b, n), "hyperslice": [list(rng)]} for b, (rng, _) in located.items() for n in names
+    ]
     values = {}
     if table:
         h5 = _open(granule, context)
@@ -61,12 +63,23 @@ def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfi
             raise GranuleReadError(FailureKind.CORRUPT, f"{granule.id}: cannot read the values of {beam}")
         h, sigma = got[cfg.value], got[cfg.sigma]
         quality = got[cfg.quality.dataset].values if cfg.quality else None
-        parts.append(kept_points(cells, h.values, sigma.values, quality, cfg,
-                                 fill_value(h.meta, h.values.dtype), fill_value(sigma.meta, sigma.values.dtype)))
+        parts.append(
+            kept_points(
+                cells,
+                h.values,
+                sigma.values,
+                quality,
+                cfg,
+                fill_value(h.meta, h.values.dtype),
+                fill_value(sigma.meta, sigma.values.dtype),
+            )
+        )
     return Points.concat(parts)
 
 
-def read_shard(granules: list[GranuleRef], shard: ShardGeometry, config: PipelineConfig, context: ReadContext, threads: int) -> Points:
+def read_shard(
+    granules: list[GranuleRef], shard: ShardGeometry, config: PipelineConfig, context: ReadContext, threads: int
+) -> Points:
     """All granules, ``threads`` at a time (the same concurrency as the project's worker)."""
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(granules)))) as pool:
         return Points.concat(list(pool.map(lambda g: read_points(g, shard, config, context), granules)))

@@ -63,11 +63,17 @@ def granules(spec: InputSpec, cache_dir: Path = CACHE_DIR, log=print) -> list[Pa
             return paths[: spec.n_granules]
     scratch = cache_dir / f".{spec.key}.partial"
     shutil.rmtree(scratch, ignore_errors=True)
-    log(f"generating {spec.n_granules} granules of {spec.n_segments} segments into {folder} (cached for later runs) ...")
+    log(
+        f"generating {spec.n_granules} granules of {spec.n_segments} segments into {folder} (cached for later runs) ..."
+    )
     began = time.perf_counter()
     paths = generate(
-        scratch, n_granules=spec.n_granules, n_segments=spec.n_segments, spacing_m=spec.spacing_m,
-        seed=spec.seed, through=spec.through,
+        scratch,
+        n_granules=spec.n_granules,
+        n_segments=spec.n_segments,
+        spacing_m=spec.spacing_m,
+        seed=spec.seed,
+        through=spec.through,
     )
     names = [p.name for p in paths]  # generation order
     (scratch / "done.json").write_text(json.dumps({"spec": asdict(spec), "files": names}, indent=1))

@@ -27,7 +27,7 @@ class Minimum:
     runs: int = 0  # maximal runs of chunks adjacent in the file: a lower bound on requests
     points: int = 0  # points inside the shard, before the quality filter
 
-    def add(self, other: "Minimum") -> None:
+    def add(self, other: Minimum) -> None:
         self.bytes += other.bytes
         self.chunks += other.chunks
         self.runs += other.runs
@@ -46,7 +46,9 @@ def _chunk_table(dataset: h5py.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def granule_minimum(path: str | Path, shard: ShardGeometry, config: PipelineConfig) -> Minimum:
-    names = [config.latitude, config.longitude, config.value, config.sigma] + ([config.quality.dataset] if config.quality else [])
+    names = [config.latitude, config.longitude, config.value, config.sigma] + (
+        [config.quality.dataset] if config.quality else []
+    )
     total = Minimum()
     ranges: list[tuple[int, int]] = []
     with h5py.File(path, "r") as f:

@@ -31,8 +31,18 @@ LAMBDA_LIMIT_BYTES = 250 * 1024 * 1024  # "250 MB" unzipped, function plus layer
 MIB = 1024 * 1024
 HANDLER_MODULE = "worker.handler"
 DEPENDENCY_MODULES = (
-    "numpy", "zarr", "obstore", "mortie", "healpix_geo", "h5coro", "h5coro.s3driver", "h5coro.webdriver",
-    "pydantic", "yaml", "aws_lambda_powertools", "aws_lambda_powertools.utilities.batch",
+    "numpy",
+    "zarr",
+    "obstore",
+    "mortie",
+    "healpix_geo",
+    "h5coro",
+    "h5coro.s3driver",
+    "h5coro.webdriver",
+    "pydantic",
+    "yaml",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.utilities.batch",
 )
 
 
@@ -50,7 +60,9 @@ def build_package(artifacts_dir: Path, *, offline: bool = False, platform_tag: s
         command.append(f"LAMBDA_PLATFORM={platform_tag}")
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise BuildError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        raise BuildError(
+            f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
 
 
 def _size(path: Path) -> int:
@@ -84,7 +96,9 @@ def _find_python312() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         pass
     for candidate in filter(None, candidates):  # a pyenv shim may exist but not be active: try each
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
         if probe.returncode == 0 and probe.stdout.strip() == "(3, 12)":
             return candidate
     return None
@@ -95,14 +109,25 @@ def import_check(*, offline: bool = False) -> str:
     python = _find_python312()
     if python is None:
         raise BuildError("no python3.12 found (PATH or pyenv) for the import check")
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine().lower()]
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[
+        platform.machine().lower()
+    ]
     with tempfile.TemporaryDirectory(prefix="worker-pkg-host-") as scratch:
         package = Path(scratch) / "package"
         runtime = Path(scratch) / "runtime"  # what the Lambda runtime adds: boto3
         build_package(package, offline=offline, platform_tag=f"{machine}-manylinux_2_34")
         uv = PROJECT_ROOT / ".venv" / "bin" / "uv"
-        install = [str(uv) if uv.exists() else "uv", "pip", "install", "--quiet", "--target", str(runtime),
-                   "--python-version", "3.12", "boto3"]
+        install = [
+            str(uv) if uv.exists() else "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--target",
+            str(runtime),
+            "--python-version",
+            "3.12",
+            "boto3",
+        ]
         env = dict(os.environ, **({"UV_OFFLINE": "1"} if offline else {}))
         subprocess.run(install, check=True, env=env, cwd=PROJECT_ROOT)
         handler_exists = (package / Path(*HANDLER_MODULE.split("."))).with_suffix(".py").exists()
@@ -126,12 +151,18 @@ def import_check(*, offline: bool = False) -> str:
             "        importlib.import_module(name)\n"
             "    except Exception as error:\n"
             "        failed.append(f'{name} ({type(error).__name__}: {error})')\n"
-            f"print('imported', {len(modules)}, 'required modules with', sys.version.split()[0], '; project modules:',\n"
+            f"print('imported', {len(modules)}, 'required modules with', sys.version.split()[0], '; project "
+            "modules:',\n"
             f"      {len(own)} - len(failed), 'of', {len(own)}, ''.join('\\n  not importable: ' + f for f in failed))\n"
         )
         # -S: no site-packages, -E: ignore PYTHONPATH and friends; only the package and boto3.
-        result = subprocess.run([python, "-S", "-E", "-c", code], capture_output=True, text=True, cwd=scratch,
-                                env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-west-2"})
+        result = subprocess.run(
+            [python, "-S", "-E", "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=scratch,
+            env={"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-west-2"},
+        )
         if result.returncode != 0:
             raise BuildError(f"import check failed:\n{result.stderr[-3000:]}")
         note = "" if handler_exists else f" ({HANDLER_MODULE} not written yet: dependencies only)"
@@ -153,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         target.mkdir(parents=True, exist_ok=True)
         build_package(target.resolve(), offline=args.offline)
         total, parts = measure(target)
-        print(f"worker package ({TARGET}, python3.12 arm64): {total / MIB:.1f} MiB unzipped "
-              f"of {LAMBDA_LIMIT_BYTES / MIB:.0f} MiB allowed ({100 * total / LAMBDA_LIMIT_BYTES:.0f}%), "
-              f"{zipped_size(target) / MIB:.1f} MiB zipped")
+        print(
+            f"worker package ({TARGET}, python3.12 arm64): {total / MIB:.1f} MiB unzipped "
+            f"of {LAMBDA_LIMIT_BYTES / MIB:.0f} MiB allowed ({100 * total / LAMBDA_LIMIT_BYTES:.0f}%), "
+            f"{zipped_size(target) / MIB:.1f} MiB zipped"
+        )
         for name, size in parts[: args.top]:
             print(f"  {size / MIB:8.2f} MiB  {name}")
         rest = parts[args.top :]

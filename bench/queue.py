@@ -36,14 +36,27 @@ PROBES = 10  # receives and attribute reads timed on the full queue
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.queue", description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", type=int, default=1400, help="messages sent (default 1400: a run of ~1,340 shards)")
-    p.add_argument("--batch", type=int, default=10, choices=range(1, 11), metavar="N",
-                   help="messages per SendMessageBatch (1..10, default 10)")
-    p.add_argument("--compare", action="store_true",
-                   help=f"run twice: first with the emulator's fixes to SQS left out ({', '.join(SQS_FIXES)}: "
-                        "moto's SQS as shipped), then with them")
-    p.add_argument("--without-fix", action="append", default=[], metavar="NAME",
-                   help="start the emulator without this fix of its (repeatable; see python -m producer.stack.emulator "
-                        "--help)")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=10,
+        choices=range(1, 11),
+        metavar="N",
+        help="messages per SendMessageBatch (1..10, default 10)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help=f"run twice: first with the emulator's fixes to SQS left out ({', '.join(SQS_FIXES)}: "
+        "moto's SQS as shipped), then with them",
+    )
+    p.add_argument(
+        "--without-fix",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start the emulator without this fix of its (repeatable; see python -m producer.stack.emulator --help)",
+    )
     p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
     args = p.parse_args(argv)
     if args.messages < args.batch * 2 * EDGE:
@@ -55,8 +68,14 @@ def client(endpoint: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("sqs", endpoint_url=endpoint, region_name="us-west-2", aws_access_key_id="bench",
-                        aws_secret_access_key="bench", config=Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def fill(endpoint: str, messages: int, batch: int) -> dict:
@@ -85,9 +104,14 @@ def fill(endpoint: str, messages: int, batch: int) -> dict:
     counts_ms = mean_ms(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS))
     counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=COUNTS)["Attributes"]
     return {
-        "messages": messages, "batch": batch, "batches": len(batches),
-        "first_batches_ms": sum(batches[:EDGE]) / EDGE * 1000, "last_batches_ms": sum(batches[-EDGE:]) / EDGE * 1000,
-        "send_total_s": total, "receive_full_queue_ms": receive_ms, "counts_full_queue_ms": counts_ms,
+        "messages": messages,
+        "batch": batch,
+        "batches": len(batches),
+        "first_batches_ms": sum(batches[:EDGE]) / EDGE * 1000,
+        "last_batches_ms": sum(batches[-EDGE:]) / EDGE * 1000,
+        "send_total_s": total,
+        "receive_full_queue_ms": receive_ms,
+        "counts_full_queue_ms": counts_ms,
         "counts": {k: int(v) for k, v in counts.items()},
     }
 
@@ -105,10 +129,12 @@ def measure(messages: int, batch: int, without_fixes: list[str]) -> dict:
 
 
 def report(name: str, r: dict) -> str:
-    return (f"{name:<16} {r['batches']} SendMessageBatch of {r['batch']}: first {EDGE} {r['first_batches_ms']:7.1f} ms"
-            f" a batch, last {EDGE} {r['last_batches_ms']:7.1f} ms, total {r['send_total_s']:6.2f} s;"
-            f" full queue: ReceiveMessage {r['receive_full_queue_ms']:6.1f} ms,"
-            f" GetQueueAttributes (3 counts) {r['counts_full_queue_ms']:6.1f} ms")
+    return (
+        f"{name:<16} {r['batches']} SendMessageBatch of {r['batch']}: first {EDGE} {r['first_batches_ms']:7.1f} ms"
+        f" a batch, last {EDGE} {r['last_batches_ms']:7.1f} ms, total {r['send_total_s']:6.2f} s;"
+        f" full queue: ReceiveMessage {r['receive_full_queue_ms']:6.1f} ms,"
+        f" GetQueueAttributes (3 counts) {r['counts_full_queue_ms']:6.1f} ms"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, without in runs.items():
         results[name] = measure(args.messages, args.batch, without)
         print(report(name, results[name]), flush=True)
-    line = json.dumps({"moto_as_shipped" if name != "emulator" else name: r for name, r in results.items()},
-                      separators=(",", ":"))
+    line = json.dumps(
+        {"moto_as_shipped" if name != "emulator" else name: r for name, r in results.items()}, separators=(",", ":")
+    )
     if args.json:
         args.json.write_text(line + "\n")
     print(line)

@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     captured: dict[str, np.ndarray] = {}
     cpu0, wall0 = _cpu(), time.perf_counter()
     if args.strategy == "baseline":
-        points = baseline.read_shard(granules, ShardGeometry.of(args.shard, grid), config, context, context.granules_in_flight)
+        points = baseline.read_shard(
+            granules, ShardGeometry.of(args.shard, grid), config, context, context.granules_in_flight
+        )
         captured.update(aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard))
         observations, failed = len(points), 0
     else:
@@ -89,20 +91,24 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
 
     np.savez(args.stats, **captured)
-    print(json.dumps({
-        "strategy": args.strategy,
-        "source": "local files" if args.local_dir else "s3",
-        "granules": len(granules),
-        "granules_failed": failed,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "peak_rss_mb": _peak_rss_mb(),
-        "rss_before_work_mb": rss_ready,
-        "requests": context.stats.requests,
-        "bytes": context.stats.bytes,
-        "observations": observations,
-        "observations_per_s": observations / wall if wall > 0 else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "strategy": args.strategy,
+                "source": "local files" if args.local_dir else "s3",
+                "granules": len(granules),
+                "granules_failed": failed,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "peak_rss_mb": _peak_rss_mb(),
+                "rss_before_work_mb": rss_ready,
+                "requests": context.stats.requests,
+                "bytes": context.stats.bytes,
+                "observations": observations,
+                "observations_per_s": observations / wall if wall > 0 else None,
+            }
+        )
+    )
     return 0
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from shared.errors import InputError, run_command
 
@@ -29,7 +29,13 @@ def catalog_parser(sub: argparse._SubParsersAction) -> None:
     cmr.add_argument("--cycle", type=int, help="ICESat-2 cycle, selected by the granules' own cycle field")
     cmr.add_argument("--start-date", help="YYYY-MM-DD")
     cmr.add_argument("--end-date", help="YYYY-MM-DD")
-    cmr.add_argument("--polygon", help="GeoJSON region file (Polygon, MultiPolygon, Feature, FeatureCollection), or the shipped 'antarctica_basins'")
+    cmr.add_argument(
+        "--polygon",
+        help=(
+            "GeoJSON region file (Polygon, MultiPolygon, Feature, FeatureCollection), or the shipped "
+            "'antarctica_basins'"
+        ),
+    )
     cmr.add_argument("--bbox", help="W,S,E,N in degrees")
     cmr.add_argument("--dry-run", action="store_true", help="print the query and exit")
     p.set_defaults(func=run_catalog)
@@ -48,7 +54,10 @@ def run_catalog(args: argparse.Namespace) -> int:
         require_usable(shard_map, args.granules)
         shard_map.save(args.output)
         totals = shard_map.metadata.totals
-        print(f"{totals.shards} shards, {totals.granules} granules, {totals.granule_shard_pairs} granule-shard pairs -> {args.output}")
+        print(
+            f"{totals.shards} shards, {totals.granules} granules, {totals.granule_shard_pairs} granule-shard "
+            f"pairs -> {args.output}"
+        )
         return 0
     from producer import cmr
 
@@ -60,7 +69,11 @@ def add_stack_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_credentials_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--credentials-file", metavar="FILE", help="JSON with accessKeyId/secretAccessKey/sessionToken/expiration (default: NASA Earthdata login)")
+    p.add_argument(
+        "--credentials-file",
+        metavar="FILE",
+        help="JSON with accessKeyId/secretAccessKey/sessionToken/expiration (default: NASA Earthdata login)",
+    )
 
 
 def submit_parser(p: argparse.ArgumentParser) -> None:
@@ -104,7 +117,11 @@ def run_resubmit(args: argparse.Namespace) -> int:
 
 
 def status_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="recent runs, or one run's shards", description="Run status from the run table (queries, never scans).")
+    p = sub.add_parser(
+        "status",
+        help="recent runs, or one run's shards",
+        description="Run status from the run table (queries, never scans).",
+    )
     p.add_argument("run_id", nargs="?", help="a run id (default: list recent runs)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", action="store_true", help="refresh until every shard has finished")
@@ -115,18 +132,32 @@ def status_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def redrive_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("redrive", help="move dead-lettered shards back to the queue", description="Move DLQ messages back to the shard queue and put their shards back to PENDING.")
+    p = sub.add_parser(
+        "redrive",
+        help="move dead-lettered shards back to the queue",
+        description="Move DLQ messages back to the shard queue and put their shards back to PENDING.",
+    )
     p.add_argument("--run-id", help="only this run's messages")
-    p.add_argument("--refresh-credentials", action="store_true", help="re-put the credentials parameter first (it is refreshed anyway when expired)")
+    p.add_argument(
+        "--refresh-credentials",
+        action="store_true",
+        help="re-put the credentials parameter first (it is refreshed anyway when expired)",
+    )
     add_credentials_options(p)
     add_stack_option(p)
     p.set_defaults(func=run_redrive)
 
 
 def resubmit_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("resubmit", help="re-enqueue shards of a run from its records", description="Re-enqueue shards from the run records (when their DLQ messages are gone).")
+    p = sub.add_parser(
+        "resubmit",
+        help="re-enqueue shards of a run from its records",
+        description="Re-enqueue shards from the run records (when their DLQ messages are gone).",
+    )
     p.add_argument("run_id")
-    p.add_argument("--status", default="FAILED,PARTIAL", help="comma-separated statuses to resubmit (default FAILED,PARTIAL)")
+    p.add_argument(
+        "--status", default="FAILED,PARTIAL", help="comma-separated statuses to resubmit (default FAILED,PARTIAL)"
+    )
     p.add_argument("--refresh-credentials", action="store_true", help="re-put the credentials parameter first")
     add_credentials_options(p)
     add_stack_option(p)
@@ -142,10 +173,21 @@ def run_stack(args: argparse.Namespace) -> int:
 def stack_parser(sub: argparse._SubParsersAction) -> None:
     from producer.stack.emulator import add_s3_delay_options  # standard library only: cheap
 
-    p = sub.add_parser("stack", help="the embedded stack (AWS emulator on this machine)", description="Run template.yaml in an AWS emulator on loopback: no AWS account needed.")
+    p = sub.add_parser(
+        "stack",
+        help="the embedded stack (AWS emulator on this machine)",
+        description="Run template.yaml in an AWS emulator on loopback: no AWS account needed.",
+    )
     p.add_argument("action", choices=["up", "down", "status", "env"])
-    p.add_argument("--state-dir", type=Path, default=None,
-                   help="where the emulator's state file and log go (default: $SHARD_QUEUE_STATE_DIR, else .stack in the project root)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=(
+            "where the emulator's state file and log go (default: $SHARD_QUEUE_STATE_DIR, else .stack in "
+            "the project root)"
+        ),
+    )
     add_stack_option(p)
     delays = p.add_argument_group("S3 latency (stack up; for benchmarks: the emulator answers S3 in ~1 ms on loopback)")
     add_s3_delay_options(delays)
@@ -169,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Submit options: python -m producer submit --help",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    submit_parser(sub.add_parser("submit", help="submit a run (the default command)", description="Submit one SQS message per shard of a catalog."))
+    submit_parser(
+        sub.add_parser(
+            "submit",
+            help="submit a run (the default command)",
+            description="Submit one SQS message per shard of a catalog.",
+        )
+    )
     for add in SUBCOMMANDS.values():
         add(sub)
     if argv and argv[0].startswith("--") and argv[0] not in ("--help", "-h"):

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable, TextIO
+from datetime import UTC, date, datetime
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import mortie
@@ -59,7 +60,7 @@ class SearchSpec:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- the transport: paging with retries --------------------------------------------------------
@@ -108,7 +109,9 @@ def fetch_granules(
             break
         headers["CMR-Search-After"] = after
     if len(items) < hits:
-        raise CatalogError(f"CMR reported {hits} granules but paging stopped after {len(items)} ({pages} pages); try again")
+        raise CatalogError(
+            f"CMR reported {hits} granules but paging stopped after {len(items)} ({pages} pages); try again"
+        )
     return SearchResult(items, hits, pages)
 
 
@@ -130,7 +133,9 @@ def _get(session: Any, url: str, headers: dict, params: dict, retry: Retry, slee
             retry_after = response.headers.get("Retry-After")
         if attempt < retry.attempts:
             sleep(retry.delay(attempt, retry_after))
-    raise CatalogError(f"cannot reach NASA CMR at {host} after {retry.attempts} attempts (last: {reason}); check the network")
+    raise CatalogError(
+        f"cannot reach NASA CMR at {host} after {retry.attempts} attempts (last: {reason}); check the network"
+    )
 
 
 def _json(response: Any) -> dict[str, Any]:
@@ -236,7 +241,12 @@ def parse_footprint(geometry: dict[str, Any]) -> Footprint:
         polygons=tuple(_gpolygon(g) for g in geometry.get("GPolygons") or []),
         lines=tuple(_points(line["Points"]) for line in geometry.get("Lines") or []),
         boxes=tuple(
-            BBox(r["WestBoundingCoordinate"], r["SouthBoundingCoordinate"], r["EastBoundingCoordinate"], r["NorthBoundingCoordinate"])
+            BBox(
+                r["WestBoundingCoordinate"],
+                r["SouthBoundingCoordinate"],
+                r["EastBoundingCoordinate"],
+                r["NorthBoundingCoordinate"],
+            )
             for r in geometry.get("BoundingRectangles") or []
         ),
         points=tuple((p["Latitude"], p["Longitude"]) for p in geometry.get("Points") or []),
@@ -314,7 +324,9 @@ def select_cycle(granules: Iterable[Granule], cycle: int | None, counts: Counts)
     return kept
 
 
-def assign_shards(granules: Iterable[Granule], region_shards: np.ndarray, counts: Counts, order: int = PARENT_ORDER) -> dict[int, list[GranuleRef]]:
+def assign_shards(
+    granules: Iterable[Granule], region_shards: np.ndarray, counts: Counts, order: int = PARENT_ORDER
+) -> dict[int, list[GranuleRef]]:
     """Shard key -> granules whose footprint touches it, for shards in the region only."""
     shards: dict[int, list[GranuleRef]] = {}
     for g in granules:
@@ -404,7 +416,7 @@ def _when(value: str | date | datetime, at: Callable[[date], datetime]) -> datet
             t = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise CatalogError(f"cannot read date {value!r}: use YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _version(version: str | int | None) -> str:
@@ -424,7 +436,9 @@ def describe(p: SearchPlan, output: str | None) -> str:
     ]
     if s.cycle is not None:
         first, last = nominal_cycle_dates(s.cycle)
-        lines.append(f"  cycle {s.cycle}: nominal {first} .. {last}; window padded, granules kept by their own cycle number")
+        lines.append(
+            f"  cycle {s.cycle}: nominal {first} .. {last}; window padded, granules kept by their own cycle number"
+        )
     lines += [
         f"  region: {p.region.name} ({p.region_shards.size} order-{PARENT_ORDER} shards), search box W,S,E,N = {s.box}",
         f"  output: {output or '(none)'}",
@@ -473,14 +487,19 @@ def summary(shard_map: ShardMap, counts: Counts, output: str, region: str) -> st
         f"outside {region}": counts.outside_region,
     }
     dropped_text = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "none"
-    return "\n".join([
-        f"wrote {output}: {totals.shards} shards, {totals.granules} granules, {totals.granule_shard_pairs} granule-shard pairs",
-        f"granules per shard: min {sizes.min()}, mean {sizes.mean():.1f}, max {sizes.max()}",
-        f"CMR: {counts.cmr_hits} hits, {counts.received} received; dropped: {dropped_text}",
-    ])
+    return "\n".join(
+        [
+            f"wrote {output}: {totals.shards} shards, {totals.granules} granules, "
+            f"{totals.granule_shard_pairs} granule-shard pairs",
+            f"granules per shard: min {sizes.min()}, mean {sizes.mean():.1f}, max {sizes.max()}",
+            f"CMR: {counts.cmr_hits} hits, {counts.received} received; dropped: {dropped_text}",
+        ]
+    )
 
 
-def main(args: Any, *, session: Any = None, sleep: Callable[[float], None] = time.sleep, out: TextIO | None = None) -> int:
+def main(
+    args: Any, *, session: Any = None, sleep: Callable[[float], None] = time.sleep, out: TextIO | None = None
+) -> int:
     """`catalog` subcommand. Errors are CatalogError with a one-line message."""
     out = out or sys.stdout
     started = time.monotonic()

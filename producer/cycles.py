@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from shared.mission import CYCLE_DAYS
 
@@ -50,7 +50,7 @@ def parse_granule_name(name: str) -> GranuleName | None:
         return None
     product, stamp, rgt, cycle, region, release, revision = m.groups()
     try:
-        start = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+        start = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
     except ValueError:
         return None
     return GranuleName(product, start, int(rgt), int(cycle), int(region), release, revision)
@@ -73,8 +73,8 @@ def cycle_search_window(cycle: int) -> tuple[datetime, datetime]:
 
 
 def day_start(d: date) -> datetime:
-    return datetime.combine(d, time.min, tzinfo=timezone.utc)
+    return datetime.combine(d, time.min, tzinfo=UTC)
 
 
 def day_end(d: date) -> datetime:
-    return datetime.combine(d, time(23, 59, 59), tzinfo=timezone.utc)
+    return datetime.combine(d, time(23, 59, 59), tzinfo=UTC)

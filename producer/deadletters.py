@@ -35,13 +35,17 @@ class DeadLetter(BaseModel):
     shard_recorded_failed: bool | None  # None: dead-lettered by the queue itself, not the worker
 
     @classmethod
-    def of(cls, message: dict[str, Any]) -> "DeadLetter":
+    def of(cls, message: dict[str, Any]) -> DeadLetter:
         attributes = message.get("MessageAttributes") or {}
         recorded = attributes.get(RECORDED, {}).get("StringValue")
         run_id, shard_key = peek_ids(message["Body"])
         return cls(
-            message_id=message["MessageId"], receipt_handle=message["ReceiptHandle"], body=message["Body"],
-            run_id=run_id, shard_key=shard_key, reason=attributes.get(FAILURE_REASON, {}).get("StringValue"),
+            message_id=message["MessageId"],
+            receipt_handle=message["ReceiptHandle"],
+            body=message["Body"],
+            run_id=run_id,
+            shard_key=shard_key,
+            reason=attributes.get(FAILURE_REASON, {}).get("StringValue"),
             shard_recorded_failed=None if recorded is None else recorded == "yes",
         )
 
@@ -51,8 +55,11 @@ def sweep(sqs: Any, queue_url: str, hold_seconds: int = HOLD_SECONDS) -> list[De
     held: dict[str, DeadLetter] = {}
     while True:
         got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=SQS_BATCH, VisibilityTimeout=hold_seconds,
-            WaitTimeSeconds=WAIT_SECONDS, MessageAttributeNames=["All"],
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=SQS_BATCH,
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=WAIT_SECONDS,
+            MessageAttributeNames=["All"],
         )
         messages = got.get("Messages", [])
         if not messages:
@@ -64,7 +71,10 @@ def sweep(sqs: Any, queue_url: str, hold_seconds: int = HOLD_SECONDS) -> list[De
 def release(sqs: Any, queue_url: str, letters: list[DeadLetter]) -> None:
     """Make held messages visible again at once."""
     for i in range(0, len(letters), SQS_BATCH):
-        sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
-            {"Id": str(j), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
-            for j, d in enumerate(letters[i : i + SQS_BATCH])
-        ])
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(j), "ReceiptHandle": d.receipt_handle, "VisibilityTimeout": 0}
+                for j, d in enumerate(letters[i : i + SQS_BATCH])
+            ],
+        )

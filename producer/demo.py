@@ -111,8 +111,15 @@ def download_store(url: str, folder: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m producer.demo", description=__doc__.split("\n\n")[1].replace("\n", " "))
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUT, help=f"folder for everything the demo writes (default: {DEFAULT_OUT})")
+    parser = argparse.ArgumentParser(
+        prog="python -m producer.demo", description=__doc__.split("\n\n")[1].replace("\n", " ")
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder for everything the demo writes (default: {DEFAULT_OUT})",
+    )
     return parser.parse_args(argv)
 
 
@@ -157,7 +164,16 @@ def run_demo(out: Path, started: float) -> int:
     step("submitting the run: python -m producer --catalog catalog.json --yes")
     creds = out / "emulator-credentials.json"
     # The emulator accepts any key; a real run gets NASA's from Earthdata login.
-    creds.write_text(json.dumps({"accessKeyId": "EMULATOR", "secretAccessKey": "emulator", "sessionToken": "emulator", "expiration": "2099-01-01T00:00:00+00:00"}))
+    creds.write_text(
+        json.dumps(
+            {
+                "accessKeyId": "EMULATOR",
+                "secretAccessKey": "emulator",
+                "sessionToken": "emulator",
+                "expiration": "2099-01-01T00:00:00+00:00",
+            }
+        )
+    )
     run_id = f"{RUN_ID}-{time.strftime('%Y%m%dT%H%M%S')}"
     if producer(["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id]):
         return 1
@@ -166,7 +182,12 @@ def run_demo(out: Path, started: float) -> int:
     step("working the queue: python -m worker --local --until-empty")
     log_path = out / "worker.log"
     log_path.unlink(missing_ok=True)
-    run(read_mapping(outputs.function_name), until_empty=True, log=lambda line: print(line, flush=True), log_path=str(log_path))
+    run(
+        read_mapping(outputs.function_name),
+        until_empty=True,
+        log=lambda line: print(line, flush=True),
+        log_path=str(log_path),
+    )
 
     step(f"run status: python -m producer status {run_id}")
     producer(["status", run_id])
@@ -181,10 +202,12 @@ def run_demo(out: Path, started: float) -> int:
     step("done")
     print(f"map of h_mean ({drawn:,} cells with data): {png.resolve()}")
     print(f"store: {record.store}, copied to {local_store} (the emulator's copy is gone when it stops)")
-    print("open it with xarray and xdggs:\n"
-          "    import xarray as xr, xdggs\n"
-          f"    ds = xdggs.decode(xr.open_zarr(\"{local_store}\"))\n"
-          "    ds[\"h_mean\"].where(ds[\"count\"] > 0).dropna(\"cells\")")
+    print(
+        "open it with xarray and xdggs:\n"
+        "    import xarray as xr, xdggs\n"
+        f'    ds = xdggs.decode(xr.open_zarr("{local_store}"))\n'
+        '    ds["h_mean"].where(ds["count"] > 0).dropna("cells")'
+    )
     print(f"total time {time.monotonic() - started:.0f} s")
     bad = record.counts.get("FAILED", 0) + record.counts.get("PARTIAL", 0)
     return 1 if bad else 0

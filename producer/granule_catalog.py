@@ -87,7 +87,9 @@ def granule_id(location: str) -> str:
     return location.rsplit("/", 1)[-1]
 
 
-def granule_shards(location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext) -> dict[int, GranuleRef]:
+def granule_shards(
+    location: str, config: PipelineConfig, grid: GridSignature, context: ReadContext
+) -> dict[int, GranuleRef]:
     """The granule as each shard it touches needs it: per beam, the index range holding the
     shard's points and where the chunks of every dataset over that range are stored.
 
@@ -118,15 +120,20 @@ def _granule_shards(
     with GranuleSurvey(ref, config, context) as survey:
         coordinates = survey.coordinates()
         if not coordinates:  # e.g. an HDF5 file of another layout: a silent "no shards" would hide it
-            raise UnusableGranule(location, f"not a native {config.product} granule: no beam has "
-                                            f"/<beam>/{config.group}/{config.latitude} ({', '.join(config.beams)})")
+            raise UnusableGranule(
+                location,
+                f"not a native {config.product} granule: no beam has "
+                f"/<beam>/{config.group}/{config.latitude} ({', '.join(config.beams)})",
+            )
         shards: dict[int, dict[str, tuple[int, int]]] = {}
         for beam, (lat, lon, ok) in coordinates.items():
             index = np.flatnonzero(ok)  # points without valid coordinates belong to no shard
             for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
                 shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
-        return {key: ref.model_copy(update={"segments": segments, "chunks": survey.chunk_records(segments) or None})
-                for key, segments in shards.items()}
+        return {
+            key: ref.model_copy(update={"segments": segments, "chunks": survey.chunk_records(segments) or None})
+            for key, segments in shards.items()
+        }
 
 
 def build_from_granules(source: str, config: PipelineConfig, grid: GridSignature = DEFAULT_GRID) -> ShardMap:
@@ -171,8 +178,10 @@ def build_report(shard_map: ShardMap) -> list[str]:
     lines = [f"warning: skipped {u.location}: {u.reason}" for u in shard_map.unreadable]
     extra = shard_map.metadata.model_extra or {}
     if extra.get("granules_without_points"):
-        lines.append(f"{extra['granules_without_points']} of {extra['granules_scanned']} granules scanned "
-                     "have no valid point in any shard: they are in no shard")
+        lines.append(
+            f"{extra['granules_without_points']} of {extra['granules_scanned']} granules scanned "
+            "have no valid point in any shard: they are in no shard"
+        )
     return lines
 
 

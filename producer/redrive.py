@@ -16,7 +16,9 @@ from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
 
 
-def refresh_credentials(ssm, runs: RunStatusStore, run_ids: set[str], credentials_file: str | None, force: bool) -> list[str]:
+def refresh_credentials(
+    ssm, runs: RunStatusStore, run_ids: set[str], credentials_file: str | None, force: bool
+) -> list[str]:
     """Re-put the credentials parameter of each run when asked or when it has expired. Returns the names refreshed."""
     refreshed, fresh = [], None
     for run_id in sorted(run_ids):
@@ -56,7 +58,9 @@ def move_messages(sqs, stack: StackOutputs, letters: list[DeadLetter]) -> int:
 def start_move_task(stack: StackOutputs) -> bool:
     """SQS's own redrive (up to 500 msg/s). False where the service does not offer it (the emulator)."""
     try:
-        once = boto3.client("sqs", config=botocore.config.Config(retries={"max_attempts": 1}))  # an emulator's 500 is final
+        once = boto3.client(
+            "sqs", config=botocore.config.Config(retries={"max_attempts": 1})
+        )  # an emulator's 500 is final
         once.start_message_move_task(SourceArn=stack.dead_letter_queue_arn, DestinationArn=stack.queue_arn)
         return True
     except (ClientError, BotoCoreError):
@@ -73,7 +77,9 @@ def redrive(args) -> int:
         raise InputError(f"no run {args.run_id} in table {stack.run_table}")
     letters = sweep(sqs, stack.dead_letter_queue_url)
     selected = [d for d in letters if args.run_id is None or d.run_id == args.run_id]
-    release(sqs, stack.dead_letter_queue_url, [d for d in letters if args.run_id is not None and d.run_id != args.run_id])
+    release(
+        sqs, stack.dead_letter_queue_url, [d for d in letters if args.run_id is not None and d.run_id != args.run_id]
+    )
     try:
         run_ids = {args.run_id} if args.run_id else {d.run_id for d in selected if d.run_id}
         for name in refresh_credentials(ssm, runs, run_ids, args.credentials_file, args.refresh_credentials):
@@ -86,14 +92,18 @@ def redrive(args) -> int:
         # The move task takes every message of the DLQ, which is what was selected.
         release(sqs, stack.dead_letter_queue_url, selected)
         if start_move_task(stack):
-            print(f"started an SQS message move task for {len(selected)} messages of runs {', '.join(sorted(run_ids))}; "
-                  f"{reset} shards back to PENDING")
+            print(
+                f"started an SQS message move task for {len(selected)} messages of runs {', '.join(sorted(run_ids))}; "
+                f"{reset} shards back to PENDING"
+            )
             return 0
         selected = sweep(sqs, stack.dead_letter_queue_url)  # no move task here (the emulator): by hand
         reset += reset_shards(runs, selected)
     moved = move_messages(sqs, stack, selected)
-    print(f"moved {moved} messages from the dead-letter queue back to the shard queue; {reset} shards back to PENDING"
-          + (f"; {len(letters) - moved} messages of other runs left in it" if args.run_id else ""))
+    print(
+        f"moved {moved} messages from the dead-letter queue back to the shard queue; {reset} shards back to PENDING"
+        + (f"; {len(letters) - moved} messages of other runs left in it" if args.run_id else "")
+    )
     return 0
 
 
@@ -109,7 +119,9 @@ def resubmittable(text: str) -> list[ShardStatus]:
         raise InputError(f"--status {text!r}: not a shard status (choose from {allowed})")
     refused = [n for n in names if ShardStatus(n) not in RESUBMITTABLE]
     if refused:
-        raise InputError(f"--status {', '.join(refused)}: such shards are finished and never run again (choose from {allowed})")
+        raise InputError(
+            f"--status {', '.join(refused)}: such shards are finished and never run again (choose from {allowed})"
+        )
     return [ShardStatus(n) for n in names]
 
 
@@ -121,12 +133,18 @@ def resubmit(args) -> int:
     run = runs.get_run(args.run_id)
     if run is None:
         raise InputError(f"no run {args.run_id} in table {stack.run_table}")
-    for name in refresh_credentials(boto3.client("ssm"), runs, {args.run_id}, args.credentials_file, args.refresh_credentials):
+    for name in refresh_credentials(
+        boto3.client("ssm"), runs, {args.run_id}, args.credentials_file, args.refresh_credentials
+    ):
         print(f"refreshed credentials parameter {name}")
     s3 = boto3.client("s3")
     shard_map = load_run_catalog(s3, run)
-    keys = [r.shard_key for status in statuses for r in runs.shards(args.run_id, status)
-            if status == ShardStatus.PENDING or runs.reset(args.run_id, r.shard_key)]
+    keys = [
+        r.shard_key
+        for status in statuses
+        for r in runs.shards(args.run_id, status)
+        if status == ShardStatus.PENDING or runs.reset(args.run_id, r.shard_key)
+    ]
     messages = list(build_messages(shard_map, run, keys, s3, stack).values())
     unsent = send_all(boto3.client("sqs"), stack.queue_url, messages)
     print(f"resubmitted {len(messages) - len(unsent)} shards of run {args.run_id} ({', '.join(statuses)})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 
@@ -39,7 +39,7 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
     if dead:  # dead-lettered, but the record could not say so
         stuck = {d.shard_key for d in dead} & {s.shard_key for st in UNFINISHED for s in runs.shards(run_id, st)}
     done = counts[ShardStatus.PENDING] + counts[ShardStatus.RUNNING] <= len(stuck)
-    end = datetime.fromisoformat(run.last_finished_at) if done and run.last_finished_at else datetime.now(timezone.utc)
+    end = datetime.fromisoformat(run.last_finished_at) if done and run.last_finished_at else datetime.now(UTC)
     seconds = run.compute_seconds
     return {
         "run_id": run.run_id,
@@ -51,9 +51,13 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
         "elapsed_s": round((end - created).total_seconds(), 1),
         "finished": done,
         "compute_seconds": round(seconds, 1),
-        "estimated_cost_usd": round(seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + run.shards * PRICE_PER_REQUEST, 4),
+        "estimated_cost_usd": round(
+            seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + run.shards * PRICE_PER_REQUEST, 4
+        ),
         "problems": [_problem(s) for st in PROBLEMS for s in runs.shards(run_id, st)],
-        "dead_lettered": [{"shard_key": d.shard_key, "reason": d.reason, "recorded": d.shard_key not in stuck} for d in dead],
+        "dead_lettered": [
+            {"shard_key": d.shard_key, "reason": d.reason, "recorded": d.shard_key not in stuck} for d in dead
+        ],
     }
 
 
@@ -79,18 +83,24 @@ def format_report(report: dict) -> str:
     lines = [
         f"run {report['run_id']} (created {report['created_at']}) -> {report['store']}",
         f"{progress_bar(report)}  {counts}",
-        f"observations {report['observations']:,}; {'took' if report['finished'] else 'elapsed'} {report['elapsed_s']:.0f} s; "
+        f"observations {report['observations']:,}; {'took' if report['finished'] else 'elapsed'} "
+        f"{report['elapsed_s']:.0f} s; "
         f"compute {report['compute_seconds']:.0f} s; estimated cost ${report['estimated_cost_usd']:.4f}",
     ]
     for p in report["problems"]:
         lines.append(f"  {p['status']} shard {p['shard_key']} (attempts {p['attempts']}): {p['error'] or ''}")
         lines += [f"      {g['granule']}: {g['kind']}: {g['reason']}" for g in p["granules_failed"]]
     if report["dead_lettered"]:
-        lines.append(f"dead-letter queue: {len(report['dead_lettered'])} messages of this run "
-                     f"(python -m producer redrive --run-id {report['run_id']} after fixing the cause)")
+        lines.append(
+            f"dead-letter queue: {len(report['dead_lettered'])} messages of this run "
+            f"(python -m producer redrive --run-id {report['run_id']} after fixing the cause)"
+        )
     for d in report["dead_lettered"]:
         note = "" if d["recorded"] else " [not on its shard record: DynamoDB refused the write]"
-        lines.append(f"  DEAD-LETTERED shard {d['shard_key']}{note}: {d['reason'] or 'dead-lettered by the queue after its last receive'}")
+        lines.append(
+            f"  DEAD-LETTERED shard {d['shard_key']}{note}: "
+            f"{d['reason'] or 'dead-lettered by the queue after its last receive'}"
+        )
     return "\n".join(lines)
 
 
@@ -98,17 +108,30 @@ def format_runs(records: list[RunRecord]) -> str:
     if not records:
         return "no runs"
     header = ("RUN", "CREATED", "SHARDS", "DONE", "FAILED", "STORE")
-    rows = [(r.run_id, r.created_at, str(r.shards), str(sum(r.counts.values())), str(r.counts.get(ShardStatus.FAILED, 0)), r.store)
-            for r in records]
+    rows = [
+        (
+            r.run_id,
+            r.created_at,
+            str(r.shards),
+            str(sum(r.counts.values())),
+            str(r.counts.get(ShardStatus.FAILED, 0)),
+            r.store,
+        )
+        for r in records
+    ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     align = ("<", "<", ">", ">", ">")
-    return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)) + "  " + row[-1]
-                     for row in [header, *rows])
+    return "\n".join(
+        "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)) + "  " + row[-1]
+        for row in [header, *rows]
+    )
 
 
 def _dead_letters(sqs, queue_url: str) -> list[DeadLetter]:
     """The DLQ's messages (released at once), read only when it holds any."""
-    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"
+    ]
     if not int(attributes.get("ApproximateNumberOfMessages", 0)):
         return []
     letters = sweep(sqs, queue_url, hold_seconds=PEEK_HOLD_SECONDS)

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -46,12 +46,15 @@ class Plan:
 
     @property
     def cost(self) -> float:
-        return len(self.keys) * (self.seconds_per_shard * self.memory_mb / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST)
+        return len(self.keys) * (
+            self.seconds_per_shard * self.memory_mb / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST
+        )
 
     def describe(self) -> str:
         return (
             f"run {self.run_id}: {len(self.keys)} shards, {self.granules} granule reads, store {self.store}\n"
-            f"estimated cost: ${self.cost:.2f} ({self.seconds_per_shard:.0f} s per shard at {self.memory_mb} MB; Lambda compute only)"
+            f"estimated cost: ${self.cost:.2f} ({self.seconds_per_shard:.0f} s per shard at {self.memory_mb} "
+            "MB; Lambda compute only)"
         )
 
 
@@ -60,7 +63,7 @@ def catalog_hash(path: str | Path) -> str:
 
 
 def new_run_id(digest: str) -> str:
-    return f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{digest[:6]}"
+    return f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{digest[:6]}"
 
 
 def nasa_credentials(path: str | None) -> S3Credentials:
@@ -80,7 +83,8 @@ def nasa_credentials(path: str | None) -> S3Credentials:
         creds = earthaccess.get_s3_credentials(daac="NSIDC")
     except Exception as exc:  # earthaccess raises many kinds; none may carry a secret into our message
         raise CredentialsError(
-            f"cannot get NASA S3 credentials ({type(exc).__name__}): set EARTHDATA_USERNAME/EARTHDATA_PASSWORD or ~/.netrc, or pass --credentials-file"
+            f"cannot get NASA S3 credentials ({type(exc).__name__}): set "
+            "EARTHDATA_USERNAME/EARTHDATA_PASSWORD or ~/.netrc, or pass --credentials-file"
         ) from None
     return S3Credentials.model_validate(creds)
 
@@ -89,7 +93,9 @@ def _has_env_login() -> bool:
     return bool(os.environ.get("EARTHDATA_USERNAME") and os.environ.get("EARTHDATA_PASSWORD"))
 
 
-def build_messages(shard_map: ShardMap, run: RunRecord, keys: list[int], s3, stack: StackOutputs) -> dict[int, ShardMessage]:
+def build_messages(
+    shard_map: ShardMap, run: RunRecord, keys: list[int], s3, stack: StackOutputs
+) -> dict[int, ShardMessage]:
     """One message per shard, from the run's record and its catalog alone, so that any shard's
     message can be rebuilt, identical, later (resubmit); a granule list too large to inline goes
     to the stack's bucket (under a key fixed by the run and the shard)."""
@@ -97,15 +103,24 @@ def build_messages(shard_map: ShardMap, run: RunRecord, keys: list[int], s3, sta
     messages = {}
     for key in keys:
         common = dict(
-            run_id=run.run_id, shard_key=key, shard_index=shard_map.shard_index(key), grid=shard_map.grid_signature,
-            config=config, store=run.store, credentials_parameter=run.credentials_parameter,
+            run_id=run.run_id,
+            shard_key=key,
+            shard_index=shard_map.shard_index(key),
+            grid=shard_map.grid_signature,
+            config=config,
+            store=run.store,
+            credentials_parameter=run.credentials_parameter,
             output_credentials_parameter=run.output_credentials_parameter,
         )
         granules = shard_map.shards[key]
         message = ShardMessage(granules=granules, **common)
         if len(message.body().encode()) > INLINE_GRANULES_MAX_BYTES:
             object_key = f"{RUN_FILES_PREFIX}{run.run_id}/granules/{key}.json"
-            s3.put_object(Bucket=stack.output_bucket, Key=object_key, Body=GranuleList(granules=granules).model_dump_json(exclude_none=True).encode())
+            s3.put_object(
+                Bucket=stack.output_bucket,
+                Key=object_key,
+                Body=GranuleList(granules=granules).model_dump_json(exclude_none=True).encode(),
+            )
             message = ShardMessage(granules_url=f"s3://{stack.output_bucket}/{object_key}", **common)
         messages[key] = message
     return messages
@@ -184,7 +199,9 @@ def submit(args) -> int:
     digest = catalog_hash(args.catalog)
     run_id = args.run_id or new_run_id(digest)
     store = args.store or stack.default_store(run_id)
-    plan = Plan(run_id, keys, sum(len(shard_map.shards[k]) for k in keys), store, args.seconds_per_shard, stack.memory_mb)
+    plan = Plan(
+        run_id, keys, sum(len(shard_map.shards[k]) for k in keys), store, args.seconds_per_shard, stack.memory_mb
+    )
     print(plan.describe())
     if args.dry_run:
         print("dry run: nothing stored, nothing sent")
@@ -210,31 +227,58 @@ def submit(args) -> int:
         output_param = parameter_name(stack.parameter_prefix, run_id, "output")
         put_credentials(ssm, output_param, output_creds)
 
-    create_template(store, shard_map.shard_keys, config, shard_map.grid_signature,
-                    {"run_id": run_id, "catalog": shard_map.metadata.model_dump(mode="json")},
-                    output_creds.for_client() if output_creds else None)
+    create_template(
+        store,
+        shard_map.shard_keys,
+        config,
+        shard_map.grid_signature,
+        {"run_id": run_id, "catalog": shard_map.metadata.model_dump(mode="json")},
+        output_creds.for_client() if output_creds else None,
+    )
     try:
-        run = runs.create_run(RunRecord(
-            run_id=run_id, catalog=str(args.catalog), catalog_hash=digest, config=config.model_dump(mode="json"),
-            store=store, credentials_parameter=read_param, output_credentials_parameter=output_param, shards=len(keys),
-            granules=plan.granules, memory_mb=stack.memory_mb, catalog_url=store_catalog(s3, stack, run_id, args.catalog),
-        ))
+        run = runs.create_run(
+            RunRecord(
+                run_id=run_id,
+                catalog=str(args.catalog),
+                catalog_hash=digest,
+                config=config.model_dump(mode="json"),
+                store=store,
+                credentials_parameter=read_param,
+                output_credentials_parameter=output_param,
+                shards=len(keys),
+                granules=plan.granules,
+                memory_mb=stack.memory_mb,
+                catalog_url=store_catalog(s3, stack, run_id, args.catalog),
+            )
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
     # An existing run id keeps what it was submitted with: its messages are rebuilt from its record.
     messages = build_messages(shard_map, run, keys, s3, stack)
     recorded = runs.shard_statuses(run_id)
-    runs.put_shards([
-        ShardRecord(run_id=run_id, shard_key=key, shard_index=message.shard_index, status=ShardStatus.PENDING,
-                    granules=len(shard_map.shards[key]), message_digest=message.digest())
-        for key, message in messages.items() if key not in recorded
-    ])
+    runs.put_shards(
+        [
+            ShardRecord(
+                run_id=run_id,
+                shard_key=key,
+                shard_index=message.shard_index,
+                status=ShardStatus.PENDING,
+                granules=len(shard_map.shards[key]),
+                message_digest=message.digest(),
+            )
+            for key, message in messages.items()
+            if key not in recorded
+        ]
+    )
     # PENDING ones were recorded by an earlier submit that may not have sent them
     to_send = [m for key, m in messages.items() if recorded.get(key, ShardStatus.PENDING) == ShardStatus.PENDING]
     unsent = send_all(sqs, stack.queue_url, to_send)
     sent = len(to_send) - len(unsent)
-    print(f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded and not resent")
+    print(
+        f"submitted run {run_id}: {sent} messages sent, {len(keys) - len(to_send)} shards already recorded "
+        "and not resent"
+    )
     if unsent:
         raise RunError(
             f"{len(unsent)} shard messages could not be sent (first: {unsent[0].shard_key}); they stay PENDING: "

@@ -23,9 +23,10 @@ from __future__ import annotations
 import bisect
 import json
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
@@ -59,9 +60,13 @@ class DatasetChunks(BaseModel):
         return dtype
 
     @model_validator(mode="after")
-    def _chunk_aligned(self) -> "DatasetChunks":
+    def _chunk_aligned(self) -> DatasetChunks:
         firsts = [first for first, _, _ in self.stored]
-        if firsts != sorted(set(firsts)) or any(f % self.chunk for f in firsts) or any(o < 0 or n <= 0 for _, o, n in self.stored):
+        if (
+            firsts != sorted(set(firsts))
+            or any(f % self.chunk for f in firsts)
+            or any(o < 0 or n <= 0 for _, o, n in self.stored)
+        ):
             raise ValueError("stored chunks must be chunk-aligned, in order, at non-negative offsets")
         return self
 
@@ -79,7 +84,7 @@ class GranuleRef(BaseModel):
     chunks: dict[str, dict[str, DatasetChunks]] | None = None  # beam -> dataset name -> its chunks
 
     @model_validator(mode="after")
-    def _has_location(self) -> "GranuleRef":
+    def _has_location(self) -> GranuleRef:
         if not (self.s3 or self.https or self.path):
             raise ValueError(f"granule {self.id!r} has no location (s3, https or path)")
         if self.segments:
@@ -141,7 +146,7 @@ class CatalogMetadata(BaseModel):
     source: str
     short_name: str = "ATL06"
     version: str | None = None
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     region: str | None = None
     start_date: str | None = None
     end_date: str | None = None
@@ -169,17 +174,19 @@ class ShardMap(BaseModel):
         return keys
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ShardMap":
+    def _consistent(self) -> ShardMap:
         if set(self.shards) != set(self.shard_keys):
             raise ValueError("'shards' and 'shard_keys' list different shards")
         for key in self.shard_keys:
             order = shard_order(key)
             if order != self.grid_signature.parent_order:
-                raise ValueError(f"shard key {key} is at order {order}, not the parent order {self.grid_signature.parent_order}")
+                raise ValueError(
+                    f"shard key {key} is at order {order}, not the parent order {self.grid_signature.parent_order}"
+                )
         return self
 
     @model_validator(mode="after")
-    def _each_granule_once(self) -> "ShardMap":
+    def _each_granule_once(self) -> ShardMap:
         """A hand-merged catalog may list a granule twice in a shard: keep it once. Entries of one
         id at different locations are refused: which copy the merge meant cannot be known, and
         reading either one silently could read a stale or missing file."""
@@ -188,8 +195,10 @@ class ShardMap(BaseModel):
             kept, repeats = unique_granules(granules)
             for first, again in repeats:
                 if not same_location(first, again):
-                    raise ValueError(f"shard {key} lists granule {first.id} at two locations "
-                                     f"({first.location} and {again.location}): keep one")
+                    raise ValueError(
+                        f"shard {key} lists granule {first.id} at two locations "
+                        f"({first.location} and {again.location}): keep one"
+                    )
                 repeated.append(f"shard {key} lists granule {first.id} more than once; it is read and counted once")
             self.shards[key] = kept
         self._repeated = repeated
@@ -208,7 +217,7 @@ class ShardMap(BaseModel):
         metadata: dict[str, Any],
         grid: GridSignature = DEFAULT_GRID,
         unreadable: list[UnreadableGranule] = (),
-    ) -> "ShardMap":
+    ) -> ShardMap:
         """The one writer of shard maps: sorts, drops empty shards, fills in the totals."""
         shards = {int(k): sorted(v, key=lambda g: g.id) for k, v in shards.items() if v}
         keys = sorted(shards)
@@ -217,8 +226,13 @@ class ShardMap(BaseModel):
             granules=len({g.id for v in shards.values() for g in v}),
             granule_shard_pairs=sum(len(v) for v in shards.values()),
         )
-        return cls(metadata=CatalogMetadata(**{**metadata, "totals": totals}), grid_signature=grid, shard_keys=keys,
-                   shards={k: shards[k] for k in keys}, unreadable=sorted(unreadable, key=lambda u: u.location))
+        return cls(
+            metadata=CatalogMetadata(**{**metadata, "totals": totals}),
+            grid_signature=grid,
+            shard_keys=keys,
+            shards={k: shards[k] for k in keys},
+            unreadable=sorted(unreadable, key=lambda u: u.location),
+        )
 
     # -- queries ------------------------------------------------------------------------------
     def shard_index(self, shard_key: int) -> int:

@@ -29,7 +29,7 @@ class Statistic(BaseModel):
     q: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _known_reducer(self) -> "Statistic":
+    def _known_reducer(self) -> Statistic:
         if self.reducer not in REDUCERS:
             raise ValueError(f"unknown reducer {self.reducer!r}; choose from {sorted(REDUCERS)}")
         if (self.reducer == "quantile") != (self.q is not None):

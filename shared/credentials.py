@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -21,7 +21,13 @@ from shared.redaction import register
 
 # Credentials this close to their expiry count as expired: a shard must finish with them.
 EXPIRY_MARGIN_MINUTES = 2
-PARAMETER_REFUSED_CODES = {"AccessDeniedException", "AccessDenied", "ParameterVersionNotFound", "InvalidKeyId", "KMSAccessDeniedException"}
+PARAMETER_REFUSED_CODES = {
+    "AccessDeniedException",
+    "AccessDenied",
+    "ParameterVersionNotFound",
+    "InvalidKeyId",
+    "KMSAccessDeniedException",
+}
 
 
 class S3Credentials(BaseModel):
@@ -43,12 +49,15 @@ class S3Credentials(BaseModel):
     def expired(self, margin: timedelta = timedelta(minutes=EXPIRY_MARGIN_MINUTES)) -> bool:
         if self.expiration is None:
             return False
-        expiration = self.expiration if self.expiration.tzinfo else self.expiration.replace(tzinfo=timezone.utc)
-        return datetime.now(timezone.utc) + margin >= expiration
+        expiration = self.expiration if self.expiration.tzinfo else self.expiration.replace(tzinfo=UTC)
+        return datetime.now(UTC) + margin >= expiration
 
     def for_client(self) -> dict[str, str]:
         """The plain key-style dict handed to boto3/obstore, and nowhere else."""
-        out = {"accessKeyId": self.access_key_id.get_secret_value(), "secretAccessKey": self.secret_access_key.get_secret_value()}
+        out = {
+            "accessKeyId": self.access_key_id.get_secret_value(),
+            "secretAccessKey": self.secret_access_key.get_secret_value(),
+        }
         if self.session_token:
             out["sessionToken"] = self.session_token.get_secret_value()
         if self.endpoint_url:
@@ -82,11 +91,21 @@ def obstore_s3_config(credentials: dict[str, str] | None = None) -> dict[str, An
         frozen = found.get_frozen_credentials()
         key, secret, token, region = frozen.access_key, frozen.secret_key, frozen.token, session.region_name
         register(key, secret, token)
-    config: dict[str, Any] = {"aws_access_key_id": key, "aws_secret_access_key": secret, "aws_region": region or "us-west-2"}
+    config: dict[str, Any] = {
+        "aws_access_key_id": key,
+        "aws_secret_access_key": secret,
+        "aws_region": region or "us-west-2",
+    }
     if token:
         config["aws_session_token"] = token
-    endpoint = credentials.get("endpointUrl") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config.update({"aws_endpoint": endpoint, "aws_virtual_hosted_style_request": False} if endpoint else {"aws_virtual_hosted_style_request": True})
+    endpoint = (
+        credentials.get("endpointUrl") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    config.update(
+        {"aws_endpoint": endpoint, "aws_virtual_hosted_style_request": False}
+        if endpoint
+        else {"aws_virtual_hosted_style_request": True}
+    )
     return config
 
 
@@ -95,7 +114,9 @@ def parse_credentials(text: str, where: str) -> S3Credentials:
         return S3Credentials.model_validate(json.loads(text))
     except (ValueError, ValidationError):
         # Never echo the text: it may hold a secret.
-        raise CredentialsError(f"{where} does not hold S3 credentials (accessKeyId, secretAccessKey[, sessionToken, expiration])") from None
+        raise CredentialsError(
+            f"{where} does not hold S3 credentials (accessKeyId, secretAccessKey[, sessionToken, expiration])"
+        ) from None
 
 
 def parameter_name(prefix: str, run_id: str, purpose: str = "read") -> str:
@@ -106,10 +127,20 @@ def put_credentials(ssm: Any, name: str, credentials: S3Credentials) -> None:
     """Store as a SecureString; with an expiry, attach SSM's Expiration policy (Advanced tier)."""
     kwargs: dict[str, Any] = {}
     if credentials.expiration is not None:
-        expiration = credentials.expiration if credentials.expiration.tzinfo else credentials.expiration.replace(tzinfo=timezone.utc)
+        expiration = (
+            credentials.expiration if credentials.expiration.tzinfo else credentials.expiration.replace(tzinfo=UTC)
+        )
         kwargs = {
             "Tier": "Advanced",
-            "Policies": json.dumps([{"Type": "Expiration", "Version": "1.0", "Attributes": {"Timestamp": expiration.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")}}]),
+            "Policies": json.dumps(
+                [
+                    {
+                        "Type": "Expiration",
+                        "Version": "1.0",
+                        "Attributes": {"Timestamp": expiration.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")},
+                    }
+                ]
+            ),
         }
     ssm.put_parameter(Name=name, Value=credentials.to_parameter_value(), Type="SecureString", Overwrite=True, **kwargs)
 
@@ -132,7 +163,9 @@ def read_parameter(provider: SSMProvider, name: str, max_age: int = 0, refresh: 
             raise CredentialsError(f"cannot read credentials parameter {name}: {type(cause).__name__}") from None
         code = cause.response["Error"]["Code"]
         if code == "ParameterNotFound":
-            raise CredentialsError(f"credentials parameter {name} not found (expired and removed?): refresh the credentials and redrive") from None
+            raise CredentialsError(
+                f"credentials parameter {name} not found (expired and removed?): refresh the credentials and redrive"
+            ) from None
         if code in PARAMETER_REFUSED_CODES:
             raise CredentialsError(f"cannot read credentials parameter {name}: {code}") from None
         raise cause from None

@@ -32,7 +32,8 @@ def load_stack(name: str | None = None) -> StackOutputs:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         where = f" at {endpoint}" if endpoint else ""
         raise StackError(
-            f"cannot read stack {name}{where}: {exc}. Deploy it (sam deploy) or start the embedded one (python -m producer stack up)"
+            f"cannot read stack {name}{where}: {exc}. Deploy it (sam deploy) or start the embedded one "
+            "(python -m producer stack up)"
         ) from None
     try:
         return StackOutputs.from_outputs(outputs)

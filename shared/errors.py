@@ -9,7 +9,8 @@ not errors a user meets (``worker/control.py``).
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "CatalogError",

@@ -36,7 +36,7 @@ class ShardMessage(BaseModel):
     output_credentials_parameter: str | None = None
 
     @model_validator(mode="after")
-    def _one_granule_source(self) -> "ShardMessage":
+    def _one_granule_source(self) -> ShardMessage:
         if (self.granules is None) == (self.granules_url is None):
             raise ValueError("exactly one of 'granules' and 'granules_url' must be given")
         return self

@@ -8,8 +8,8 @@ A configuration picks reducers by name from :data:`REDUCERS`; nothing is evaluat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

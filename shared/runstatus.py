@@ -14,11 +14,12 @@ import json
 import random
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -41,10 +42,20 @@ WRITE_ATTEMPTS = 8
 WRITE_BACKOFF_BASE_S = 0.05
 WRITE_BACKOFF_CAP_S = 2.0
 RETRYABLE_CODES = {
-    "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
-    "InternalServerError", "ServiceUnavailable", "TransactionConflictException", "TransactionInProgressException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionConflictException",
+    "TransactionInProgressException",
 }
-RETRYABLE_CANCELLATIONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+RETRYABLE_CANCELLATIONS = {
+    "TransactionConflict",
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+}
 # Conditions for ending a shard: only the invocation holding it, or (for FAILED) nobody holds it.
 HELD = "#st = :running AND holder = :holder"
 HELD_OR_PENDING = f"({HELD}) OR #st = :pending"
@@ -52,7 +63,7 @@ _ser, _de = TypeSerializer(), TypeDeserializer()
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def run_pk(run_id: str) -> str:
@@ -195,13 +206,22 @@ class RunStatusStore:
     def create_run(self, run: RunRecord) -> RunRecord:
         """Create the run item; for an existing run id with the same catalog, return the existing one."""
         item = {
-            TABLE_PK: run_pk(run.run_id), TABLE_SK: RUN_SK, TABLE_GSI_PK: RUNS_INDEX_KEY, TABLE_GSI_SK: run.created_at,
+            TABLE_PK: run_pk(run.run_id),
+            TABLE_SK: RUN_SK,
+            TABLE_GSI_PK: RUNS_INDEX_KEY,
+            TABLE_GSI_SK: run.created_at,
             TABLE_TTL: int(time.time()) + RECORD_TTL_DAYS * 86400,
-            **run.model_dump(exclude=set(COUNTED) | {"config"}), "config": json.dumps(run.config),
+            **run.model_dump(exclude=set(COUNTED) | {"config"}),
+            "config": json.dumps(run.config),
         }
         try:
-            self._write(self.client.put_item, TableName=self.table, Item=_item(item),
-                        ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
+            self._write(
+                self.client.put_item,
+                TableName=self.table,
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": TABLE_PK},
+            )
             return run
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -214,14 +234,22 @@ class RunStatusStore:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """The run item with its counts summed from its counter items (one Query of small items)."""
-        got = self.client.get_item(TableName=self.table, Key=_item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}), ConsistentRead=True)
+        got = self.client.get_item(
+            TableName=self.table, Key=_item({TABLE_PK: run_pk(run_id), TABLE_SK: RUN_SK}), ConsistentRead=True
+        )
         return self._run(got["Item"]) if "Item" in got else None
 
     def _counted(self, run_id: str) -> dict[str, Any]:
-        totals: dict[str, Any] = {"counts": {s: 0 for s in FINISHED}, "observations": 0, "compute_seconds": 0.0,
-                                  "last_finished_at": None}
+        totals: dict[str, Any] = {
+            "counts": {s: 0 for s in FINISHED},
+            "observations": 0,
+            "compute_seconds": 0.0,
+            "last_finished_at": None,
+        }
         pages = self.client.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression="#pk = :pk AND begins_with(#sk, :c)", ConsistentRead=True,
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :c)",
+            ConsistentRead=True,
             ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK},
             ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":c": COUNTER_SK}),
         )
@@ -237,9 +265,13 @@ class RunStatusStore:
 
     def recent_runs(self, limit: int = 20) -> list[RunRecord]:
         got = self.client.query(
-            TableName=self.table, IndexName=TABLE_GSI, KeyConditionExpression="#g = :runs",
-            ExpressionAttributeNames={"#g": TABLE_GSI_PK}, ExpressionAttributeValues=_item({":runs": RUNS_INDEX_KEY}),
-            ScanIndexForward=False, Limit=limit,
+            TableName=self.table,
+            IndexName=TABLE_GSI,
+            KeyConditionExpression="#g = :runs",
+            ExpressionAttributeNames={"#g": TABLE_GSI_PK},
+            ExpressionAttributeValues=_item({":runs": RUNS_INDEX_KEY}),
+            ScanIndexForward=False,
+            Limit=limit,
         )
         return [self._run(i) for i in got["Items"]]
 
@@ -252,18 +284,28 @@ class RunStatusStore:
     # -- shards ----------------------------------------------------------------------------------
     @staticmethod
     def _pending_item(record: ShardRecord) -> dict[str, Any]:
-        return _item({
-            TABLE_PK: run_pk(record.run_id), TABLE_SK: shard_sk(record.shard_key),
-            TABLE_GSI_PK: status_key(record.run_id, ShardStatus.PENDING), TABLE_GSI_SK: shard_sk(record.shard_key),
-            TABLE_TTL: int(time.time()) + RECORD_TTL_DAYS * 86400,
-            **record.model_dump(exclude={"granules_failed"}, exclude_none=True), "status": str(ShardStatus.PENDING),
-        })
+        return _item(
+            {
+                TABLE_PK: run_pk(record.run_id),
+                TABLE_SK: shard_sk(record.shard_key),
+                TABLE_GSI_PK: status_key(record.run_id, ShardStatus.PENDING),
+                TABLE_GSI_SK: shard_sk(record.shard_key),
+                TABLE_TTL: int(time.time()) + RECORD_TTL_DAYS * 86400,
+                **record.model_dump(exclude={"granules_failed"}, exclude_none=True),
+                "status": str(ShardStatus.PENDING),
+            }
+        )
 
     def add_shard(self, record: ShardRecord) -> bool:
         """Record a PENDING shard unless it is already recorded. True when it was added."""
         try:
-            self._write(self.client.put_item, TableName=self.table, Item=self._pending_item(record),
-                        ConditionExpression="attribute_not_exists(#pk)", ExpressionAttributeNames={"#pk": TABLE_PK})
+            self._write(
+                self.client.put_item,
+                TableName=self.table,
+                Item=self._pending_item(record),
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": TABLE_PK},
+            )
             return True
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -282,14 +324,24 @@ class RunStatusStore:
                     break
                 self._sleep(random.uniform(0, min(WRITE_BACKOFF_CAP_S, WRITE_BACKOFF_BASE_S * 2**attempt)))
             if pending:
-                raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
-                                             "Message": f"{len(pending)} shard items left unprocessed"}}, "BatchWriteItem")
+                raise ClientError(
+                    {
+                        "Error": {
+                            "Code": "ProvisionedThroughputExceededException",
+                            "Message": f"{len(pending)} shard items left unprocessed",
+                        }
+                    },
+                    "BatchWriteItem",
+                )
 
     def shard_statuses(self, run_id: str) -> dict[int, ShardStatus]:
         """Every recorded shard of a run with its status, reading only those two attributes."""
         pages = self.client.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression="#pk = :pk AND begins_with(#sk, :shard)", ConsistentRead=True,
-            ProjectionExpression="shard_key, #st", ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK, "#st": "status"},
+            TableName=self.table,
+            KeyConditionExpression="#pk = :pk AND begins_with(#sk, :shard)",
+            ConsistentRead=True,
+            ProjectionExpression="shard_key, #st",
+            ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK, "#st": "status"},
             ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":shard": "SHARD#"}),
         )
         return {int(i["shard_key"]): ShardStatus(i["status"]) for page in pages for i in map(_plain, page["Items"])}
@@ -297,8 +349,12 @@ class RunStatusStore:
     def count(self, run_id: str, status: ShardStatus) -> int:
         """How many shards of a run have ``status``, from the index (the answer is a number, not items)."""
         pages = self.client.get_paginator("query").paginate(
-            TableName=self.table, IndexName=TABLE_GSI, KeyConditionExpression="#g = :g", Select="COUNT",
-            ExpressionAttributeNames={"#g": TABLE_GSI_PK}, ExpressionAttributeValues=_item({":g": status_key(run_id, status)}),
+            TableName=self.table,
+            IndexName=TABLE_GSI,
+            KeyConditionExpression="#g = :g",
+            Select="COUNT",
+            ExpressionAttributeNames={"#g": TABLE_GSI_PK},
+            ExpressionAttributeValues=_item({":g": status_key(run_id, status)}),
         )
         return sum(page["Count"] for page in pages)
 
@@ -310,14 +366,19 @@ class RunStatusStore:
         """All shards of a run, or those with one status (from the index), page by page."""
         if status is None:
             query = dict(
-                TableName=self.table, KeyConditionExpression="#pk = :pk AND begins_with(#sk, :shard)",
+                TableName=self.table,
+                KeyConditionExpression="#pk = :pk AND begins_with(#sk, :shard)",
                 ExpressionAttributeNames={"#pk": TABLE_PK, "#sk": TABLE_SK},
-                ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":shard": "SHARD#"}), ConsistentRead=True,
+                ExpressionAttributeValues=_item({":pk": run_pk(run_id), ":shard": "SHARD#"}),
+                ConsistentRead=True,
             )
         else:
             query = dict(
-                TableName=self.table, IndexName=TABLE_GSI, KeyConditionExpression="#g = :g",
-                ExpressionAttributeNames={"#g": TABLE_GSI_PK}, ExpressionAttributeValues=_item({":g": status_key(run_id, status)}),
+                TableName=self.table,
+                IndexName=TABLE_GSI,
+                KeyConditionExpression="#g = :g",
+                ExpressionAttributeNames={"#g": TABLE_GSI_PK},
+                ExpressionAttributeValues=_item({":g": status_key(run_id, status)}),
             )
         for page in self.client.get_paginator("query").paginate(**query):
             for item in page["Items"]:
@@ -339,15 +400,25 @@ class RunStatusStore:
         run's counters in the same transaction). SUCCEEDED, EMPTY and PARTIAL never run twice.
         """
         names = {"#st": "status", "#g": TABLE_GSI_PK}
-        values = {":running": str(ShardStatus.RUNNING), ":g": status_key(run_id, ShardStatus.RUNNING), ":now": now_iso(),
-                  ":one": 1, ":holder": holder, ":digest": digest}
+        values = {
+            ":running": str(ShardStatus.RUNNING),
+            ":g": status_key(run_id, ShardStatus.RUNNING),
+            ":now": now_iso(),
+            ":one": 1,
+            ":holder": holder,
+            ":digest": digest,
+        }
         update = "SET #st = :running, #g = :g, started_at = :now, holder = :holder ADD attempts :one"
         try:
             got = self._write(
                 self.client.update_item,
-                TableName=self.table, Key=self._key(run_id, shard_key), UpdateExpression=update,
-                ConditionExpression="#st IN (:pending, :running) AND message_digest = :digest", ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_item({**values, ":pending": str(ShardStatus.PENDING)}), ReturnValues="ALL_NEW",
+                TableName=self.table,
+                Key=self._key(run_id, shard_key),
+                UpdateExpression=update,
+                ConditionExpression="#st IN (:pending, :running) AND message_digest = :digest",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_item({**values, ":pending": str(ShardStatus.PENDING)}),
+                ReturnValues="ALL_NEW",
             )
             return Start(StartOutcome.STARTED, ShardRecord.model_validate(_plain(got["Attributes"])))
         except ClientError as exc:
@@ -361,14 +432,22 @@ class RunStatusStore:
         if record.status != ShardStatus.FAILED:
             return Start(StartOutcome.FINISHED, record)
         try:
-            self._write(self.client.transact_write_items, TransactItems=[
-                {"Update": {
-                    "TableName": self.table, "Key": self._key(run_id, shard_key), "UpdateExpression": update,
-                    "ConditionExpression": "#st = :failed AND message_digest = :digest", "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": _item({**values, ":failed": str(ShardStatus.FAILED)}),
-                }},
-                self._uncount(record),
-            ])
+            self._write(
+                self.client.transact_write_items,
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(run_id, shard_key),
+                            "UpdateExpression": update,
+                            "ConditionExpression": "#st = :failed AND message_digest = :digest",
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": _item({**values, ":failed": str(ShardStatus.FAILED)}),
+                        }
+                    },
+                    self._uncount(record),
+                ],
+            )
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
@@ -377,13 +456,17 @@ class RunStatusStore:
 
     def _uncount(self, record: ShardRecord) -> dict[str, Any]:
         """Take a finished shard off its counter item (a redrive or resubmit runs it again)."""
-        return {"Update": {
-            "TableName": self.table, "Key": self._counter_key(record.run_id, record.shard_key),
-            "UpdateExpression": "ADD #c :minus, observations :obs, compute_seconds :dur",
-            "ExpressionAttributeNames": {"#c": counter(record.status)},
-            "ExpressionAttributeValues": _item({":minus": -1, ":obs": -(record.observations or 0),
-                                                ":dur": -(record.duration_s or 0.0)}),
-        }}
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._counter_key(record.run_id, record.shard_key),
+                "UpdateExpression": "ADD #c :minus, observations :obs, compute_seconds :dur",
+                "ExpressionAttributeNames": {"#c": counter(record.status)},
+                "ExpressionAttributeValues": _item(
+                    {":minus": -1, ":obs": -(record.observations or 0), ":dur": -(record.duration_s or 0.0)}
+                ),
+            }
+        }
 
     def _counter_key(self, run_id: str, shard_key: int) -> dict[str, Any]:
         return _item({TABLE_PK: run_pk(run_id), TABLE_SK: counter_sk(shard_key)})
@@ -391,11 +474,23 @@ class RunStatusStore:
     def finish(self, run_id: str, result: ShardResult, holder: str) -> bool:
         """RUNNING (held by ``holder``) -> final status, counted on the run item in the same
         transaction. False if another invocation holds or already finished the shard."""
-        return self._settle(run_id, result.shard_key, result.status, {
-            "finished_at": now_iso(), "duration_s": round(result.duration_s, 3), "granules_read": result.granules_read,
-            "granules_failed": [f.model_dump(mode="json") for f in result.granules_failed], "observations": result.observations,
-            "cells_with_data": result.cells_with_data, "last_error": result.error,
-        }, holder, observations=result.observations, duration_s=round(result.duration_s, 3))
+        return self._settle(
+            run_id,
+            result.shard_key,
+            result.status,
+            {
+                "finished_at": now_iso(),
+                "duration_s": round(result.duration_s, 3),
+                "granules_read": result.granules_read,
+                "granules_failed": [f.model_dump(mode="json") for f in result.granules_failed],
+                "observations": result.observations,
+                "cells_with_data": result.cells_with_data,
+                "last_error": result.error,
+            },
+            holder,
+            observations=result.observations,
+            duration_s=round(result.duration_s, 3),
+        )
 
     def fail(self, run_id: str, shard_key: int, error: str, holder: str) -> bool:
         """-> FAILED with the reason (poison message, refused credentials, retries spent), from
@@ -405,8 +500,16 @@ class RunStatusStore:
         fields = {"finished_at": now_iso(), "last_error": error, "duration_s": None, "observations": None}
         return self._settle(run_id, shard_key, ShardStatus.FAILED, fields, holder)
 
-    def _settle(self, run_id: str, shard_key: int, status: ShardStatus, fields: dict[str, Any], holder: str,
-                observations: int = 0, duration_s: float = 0.0) -> bool:
+    def _settle(
+        self,
+        run_id: str,
+        shard_key: int,
+        status: ShardStatus,
+        fields: dict[str, Any],
+        holder: str,
+        observations: int = 0,
+        duration_s: float = 0.0,
+    ) -> bool:
         names = {"#st": "status", "#g": TABLE_GSI_PK}
         values: dict[str, Any] = {":status": str(status), ":g": status_key(run_id, status)}
         sets = ["#st = :status", "#g = :g"]
@@ -420,19 +523,33 @@ class RunStatusStore:
                 sets.append(f"#f{i} = :f{i}")
         update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
         try:
-            self._write(self.client.transact_write_items, TransactItems=[
-                {"Update": {
-                    "TableName": self.table, "Key": self._key(run_id, shard_key), "UpdateExpression": update,
-                    "ExpressionAttributeNames": names, "ExpressionAttributeValues": _item({**values, **_held(holder)}),
-                    "ConditionExpression": HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
-                }},
-                {"Update": {
-                    "TableName": self.table, "Key": self._counter_key(run_id, shard_key),
-                    "UpdateExpression": "ADD #c :one, observations :obs, compute_seconds :dur SET last_finished_at = :now",
-                    "ExpressionAttributeNames": {"#c": counter(status)},
-                    "ExpressionAttributeValues": _item({":one": 1, ":obs": observations, ":dur": duration_s, ":now": now_iso()}),
-                }},
-            ])
+            self._write(
+                self.client.transact_write_items,
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(run_id, shard_key),
+                            "UpdateExpression": update,
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": _item({**values, **_held(holder)}),
+                            "ConditionExpression": HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._counter_key(run_id, shard_key),
+                            "UpdateExpression": "ADD #c :one, observations :obs, compute_seconds :dur SET "
+                            "last_finished_at = :now",
+                            "ExpressionAttributeNames": {"#c": counter(status)},
+                            "ExpressionAttributeValues": _item(
+                                {":one": 1, ":obs": observations, ":dur": duration_s, ":now": now_iso()}
+                            ),
+                        }
+                    },
+                ],
+            )
             return True
         except ClientError as exc:
             if _conditional_failed(exc):
@@ -444,12 +561,19 @@ class RunStatusStore:
         try:
             self._write(
                 self.client.update_item,
-                TableName=self.table, Key=self._key(run_id, shard_key),
+                TableName=self.table,
+                Key=self._key(run_id, shard_key),
                 UpdateExpression="SET #st = :pending, #g = :g, last_error = :err REMOVE holder",
                 ConditionExpression=HELD_OR_PENDING,
                 ExpressionAttributeNames={"#st": "status", "#g": TABLE_GSI_PK},
-                ExpressionAttributeValues=_item({":pending": str(ShardStatus.PENDING), ":g": status_key(run_id, ShardStatus.PENDING),
-                                                 ":err": error, **_held(holder)}),
+                ExpressionAttributeValues=_item(
+                    {
+                        ":pending": str(ShardStatus.PENDING),
+                        ":g": status_key(run_id, ShardStatus.PENDING),
+                        ":err": error,
+                        **_held(holder),
+                    }
+                ),
             )
         except ClientError as exc:
             if not _conditional_failed(exc):
@@ -474,16 +598,28 @@ class RunStatusStore:
         if record is None or record.status not in (ShardStatus.FAILED, ShardStatus.PARTIAL):
             return False
         try:
-            self._write(self.client.transact_write_items, TransactItems=[
-                {"Update": {
-                    "TableName": self.table, "Key": self._key(run_id, shard_key),
-                    "UpdateExpression": "SET #st = :pending, #g = :g",
-                    "ConditionExpression": "#st = :old",
-                    "ExpressionAttributeNames": {"#st": "status", "#g": TABLE_GSI_PK},
-                    "ExpressionAttributeValues": _item({":pending": str(ShardStatus.PENDING), ":g": status_key(run_id, ShardStatus.PENDING), ":old": str(record.status)}),
-                }},
-                self._uncount(record),
-            ])
+            self._write(
+                self.client.transact_write_items,
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._key(run_id, shard_key),
+                            "UpdateExpression": "SET #st = :pending, #g = :g",
+                            "ConditionExpression": "#st = :old",
+                            "ExpressionAttributeNames": {"#st": "status", "#g": TABLE_GSI_PK},
+                            "ExpressionAttributeValues": _item(
+                                {
+                                    ":pending": str(ShardStatus.PENDING),
+                                    ":g": status_key(run_id, ShardStatus.PENDING),
+                                    ":old": str(record.status),
+                                }
+                            ),
+                        }
+                    },
+                    self._uncount(record),
+                ],
+            )
             return True
         except ClientError as exc:
             if _conditional_failed(exc):

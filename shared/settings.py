@@ -63,7 +63,7 @@ class WorkerSettings(BaseModel):
     deadline_margin_seconds: float = 30.0
 
     @classmethod
-    def from_env(cls) -> "WorkerSettings":
+    def from_env(cls) -> WorkerSettings:
         return cls(
             run_table=os.environ[ENV_RUN_TABLE],
             output_bucket=os.environ[ENV_OUTPUT_BUCKET],
@@ -116,7 +116,7 @@ class StackOutputs(BaseModel):
     timeout_s: int
 
     @classmethod
-    def from_outputs(cls, outputs: dict[str, str]) -> "StackOutputs":
+    def from_outputs(cls, outputs: dict[str, str]) -> StackOutputs:
         return cls(
             queue_url=outputs[OUTPUT_QUEUE_URL],
             queue_arn=outputs[OUTPUT_QUEUE_ARN],

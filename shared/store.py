@@ -30,7 +30,12 @@ DIMENSION = "cells"
 
 def cell_id_attributes(grid: GridSignature) -> dict[str, Any]:
     """What xdggs needs to decode the grid with no extra arguments."""
-    return {"grid_name": "healpix", "level": grid.child_order, "indexing_scheme": grid.indexing, "ellipsoid": grid.ellipsoid}
+    return {
+        "grid_name": "healpix",
+        "level": grid.child_order,
+        "indexing_scheme": grid.indexing,
+        "ellipsoid": grid.ellipsoid,
+    }
 
 
 def open_store(url: str, credentials: dict[str, str] | None = None, read_only: bool = False) -> Any:
@@ -73,9 +78,18 @@ def create_template(
         _check_compatible(url, existing, size, config)
         return
     try:
-        root = zarr.open_group(store, mode="w-", zarr_format=3, attributes={**(attributes or {}), "grid": grid.model_dump(), "pipeline": config.name})
-        cell_ids = np.concatenate([child_cell_ids(k, grid) for k in shard_keys]) if shard_keys else np.empty(0, np.uint64)
-        root.create_array("cell_ids", data=cell_ids, chunks=(n,), dimension_names=[DIMENSION], attributes=cell_id_attributes(grid))
+        root = zarr.open_group(
+            store,
+            mode="w-",
+            zarr_format=3,
+            attributes={**(attributes or {}), "grid": grid.model_dump(), "pipeline": config.name},
+        )
+        cell_ids = (
+            np.concatenate([child_cell_ids(k, grid) for k in shard_keys]) if shard_keys else np.empty(0, np.uint64)
+        )
+        root.create_array(
+            "cell_ids", data=cell_ids, chunks=(n,), dimension_names=[DIMENSION], attributes=cell_id_attributes(grid)
+        )
         for name, stat in config.statistics.items():
             reducer = REDUCERS[stat.reducer]
             root.create_array(
@@ -85,7 +99,11 @@ def create_template(
                 chunks=(n,),
                 fill_value=reducer.fill_value,
                 dimension_names=[DIMENSION],
-                attributes={"reducer": stat.reducer, **({"q": stat.q} if stat.q is not None else {}), "coordinates": "cell_ids"},
+                attributes={
+                    "reducer": stat.reducer,
+                    **({"q": stat.q} if stat.q is not None else {}),
+                    "coordinates": "cell_ids",
+                },
             )
         with warnings.catch_warnings():  # consolidated metadata lets xarray open the store in one read
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
@@ -102,10 +120,14 @@ def _check_compatible(url: str, root: Any, size: int, config: PipelineConfig) ->
     if missing:
         raise StoreError(f"store {url} exists but lacks {', '.join(missing)}: use a new store")
     if arrays["cell_ids"].shape != (size,):
-        raise StoreError(f"store {url} exists with {arrays['cell_ids'].shape[0]} cells, this run needs {size}: use a new store")
+        raise StoreError(
+            f"store {url} exists with {arrays['cell_ids'].shape[0]} cells, this run needs {size}: use a new store"
+        )
 
 
-def write_shard(url: str, shard_index: int, stats: dict[str, np.ndarray], credentials: dict[str, str] | None = None) -> None:
+def write_shard(
+    url: str, shard_index: int, stats: dict[str, np.ndarray], credentials: dict[str, str] | None = None
+) -> None:
     """Write one shard's chunk of every statistic. Chunks equal to the fill value are removed, not written."""
     try:
         root = zarr.open_group(open_store(url, credentials), mode="r+")
@@ -127,5 +149,7 @@ def _store_error(url: str, exc: Exception) -> StoreError:
     """A store error that names the S3 error code and nothing else of the response."""
     code = error_code(str(exc))
     if classify_error(code, exc) == FailureKind.DENIED:
-        return StoreRefusedError(f"the output store refused the credentials writing {url} ({code or type(exc).__name__})")
+        return StoreRefusedError(
+            f"the output store refused the credentials writing {url} ({code or type(exc).__name__})"
+        )
     return StoreError(f"cannot write store {url}: {code or type(exc).__name__}")

@@ -50,8 +50,13 @@ def empty_queues(embedded_stack):
         outputs = load_stack(embedded_stack.stack_name)
         sqs = boto3.client("sqs")
         for url in (outputs.queue_url, outputs.dead_letter_queue_url):  # PurgeQueue is allowed once a minute
-            while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages"):
-                sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+            while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+                "Messages"
+            ):
+                sqs.delete_message_batch(
+                    QueueUrl=url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+                )
     return embedded_stack
 
 
@@ -73,8 +78,13 @@ def greenland_catalog(data_dir, tmp_path):
 
     folder = link_granules([data_dir / "atl06" / GREENLAND], tmp_path / "g")
     path = tmp_path / "catalog.json"
-    built = subprocess.run([sys.executable, "-m", "producer", "catalog", "--granules", str(folder), "--output", str(path)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [sys.executable, "-m", "producer", "catalog", "--granules", str(folder), "--output", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     return path
 

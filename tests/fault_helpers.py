@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 from botocore.awsrequest import AWSResponse
 
-THROTTLED = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}'
+THROTTLED = (
+    b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException",'
+    b'"message":"Rate of requests exceeds the allowed throughput."}'
+)
 
 
 class Throttle:
@@ -51,7 +54,7 @@ class _RefusingS3(BaseHTTPRequestHandler):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
         key = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
         body = (
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
+            '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code>'
             f"<AWSAccessKeyId>{key.group(1) if key else ''}</AWSAccessKeyId>"
             f"<CanonicalRequest>x-amz-security-token:{self.headers.get('x-amz-security-token', '')}</CanonicalRequest>"
             "</Error>"

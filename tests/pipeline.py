@@ -41,5 +41,7 @@ def assemble_native(flat_files: list[Path], out: Path) -> Path:
                 g.create_dataset("longitude", data=src["lon"][:], **kw)
                 g.create_dataset("h_li", data=src["h_elv"][:].astype(np.float32), fillvalue=FILL, **kw)
                 g.create_dataset("h_li_sigma", data=src["s_elv"][:].astype(np.float32), fillvalue=FILL, **kw)
-                g.create_dataset("atl06_quality_summary", data=src["q_flg"][:].astype(np.int8), fillvalue=np.int8(127), **kw)
+                g.create_dataset(
+                    "atl06_quality_summary", data=src["q_flg"][:].astype(np.int8), fillvalue=np.int8(127), **kw
+                )
     return out

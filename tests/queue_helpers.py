@@ -23,7 +23,16 @@ SECRET_PARTS = ("AKIATESTREADKEY", "read-secret-value", "read-session-token")
 
 def credentials_file(folder: Path, expiration: str = "2099-01-01T00:00:00+00:00", name: str = "creds.json") -> Path:
     path = folder / name
-    path.write_text(json.dumps({"accessKeyId": SECRET_PARTS[0], "secretAccessKey": SECRET_PARTS[1], "sessionToken": SECRET_PARTS[2], "expiration": expiration}))
+    path.write_text(
+        json.dumps(
+            {
+                "accessKeyId": SECRET_PARTS[0],
+                "secretAccessKey": SECRET_PARTS[1],
+                "sessionToken": SECRET_PARTS[2],
+                "expiration": expiration,
+            }
+        )
+    )
     return path
 
 
@@ -41,7 +50,9 @@ def upload(bucket: str, files: list[Path], prefix: str = "ATL06/") -> str:
 
 
 def submit(catalog: Path, creds: Path, run_id: str, *extra: str) -> int:
-    return producer_main(["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id, *extra])
+    return producer_main(
+        ["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id, *extra]
+    )
 
 
 def deliver(outputs: StackOutputs, seconds_left: float = 300.0, visibility: int = 1) -> list[dict]:
@@ -51,12 +62,24 @@ def deliver(outputs: StackOutputs, seconds_left: float = 300.0, visibility: int 
     timeout brings failed records back quickly.
     """
     sqs = boto3.client("sqs")
-    got = sqs.receive_message(QueueUrl=outputs.queue_url, MaxNumberOfMessages=1, AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=visibility, WaitTimeSeconds=0)
+    got = sqs.receive_message(
+        QueueUrl=outputs.queue_url,
+        MaxNumberOfMessages=1,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+        VisibilityTimeout=visibility,
+        WaitTimeSeconds=0,
+    )
     messages = got.get("Messages", [])
     if not messages:
         return []
-    context = LambdaContext(outputs.function_name, f"arn:aws:lambda:us-west-2:123456789012:function:{outputs.function_name}", 2048,
-                            time.monotonic() + seconds_left, aws_request_id=str(uuid.uuid4()))
+    context = LambdaContext(
+        outputs.function_name,
+        f"arn:aws:lambda:us-west-2:123456789012:function:{outputs.function_name}",
+        2048,
+        time.monotonic() + seconds_left,
+        aws_request_id=str(uuid.uuid4()),
+    )
     response = handler.lambda_handler(sqs_event(messages, outputs.queue_arn), context)
     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
     for m in messages:
@@ -66,7 +89,9 @@ def deliver(outputs: StackOutputs, seconds_left: float = 300.0, visibility: int 
 
 
 def queue_counts(url: str) -> tuple[int, int]:
-    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attrs = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 

@@ -26,7 +26,9 @@ def strategy_for(ref: GranuleRef, how: str) -> str:
     (a contiguous dataset has none) is read by its segments."""
     if how == "search":
         return LATITUDE_SEARCH.name
-    return RECORDED_CHUNKS.name if how == "catalog" and has_recorded_chunks(ref, load_config()) else CATALOG_SEGMENTS.name
+    return (
+        RECORDED_CHUNKS.name if how == "catalog" and has_recorded_chunks(ref, load_config()) else CATALOG_SEGMENTS.name
+    )
 
 
 def as_read(ref: GranuleRef, how: str) -> GranuleRef:
@@ -50,7 +52,9 @@ def process(shard_key: int, granules: list[GranuleRef], context: ReadContext | N
 
 def in_shard(expected: dict[int, dict], shard_key: int) -> dict[int, dict]:
     cells = np.fromiter(expected, np.uint64, len(expected))
-    mine = parent_of(cells, DEFAULT_GRID.child_order, DEFAULT_GRID.parent_order) == np.uint64(shard_nested_id(shard_key))
+    mine = parent_of(cells, DEFAULT_GRID.child_order, DEFAULT_GRID.parent_order) == np.uint64(
+        shard_nested_id(shard_key)
+    )
     return {int(c): expected[int(c)] for c in cells[mine]}
 
 

@@ -22,7 +22,9 @@ from shared.grid import DEFAULT_GRID, shard_keys_of
 @pytest.fixture(scope="module")
 def short_granules(tmp_path_factory):
     """Two short seeded granules through one shard (4 chunks a beam: the search has work to do)."""
-    return granules(InputSpec(n_granules=2, n_segments=40_000), cache_dir=tmp_path_factory.mktemp("cache"), log=lambda *_: None)
+    return granules(
+        InputSpec(n_granules=2, n_segments=40_000), cache_dir=tmp_path_factory.mktemp("cache"), log=lambda *_: None
+    )
 
 
 def test_reader_with_and_without_segments_matches_the_baseline(short_granules):

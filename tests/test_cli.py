@@ -30,20 +30,29 @@ def test_help(module):
 
 
 def test_missing_catalog(tmp_path):
-    assert_clean_error(run("-m", "worker", "--catalog", str(tmp_path / "nope.json"), "--store", str(tmp_path / "o.zarr")), "cannot read catalog", "nope.json")
+    assert_clean_error(
+        run("-m", "worker", "--catalog", str(tmp_path / "nope.json"), "--store", str(tmp_path / "o.zarr")),
+        "cannot read catalog",
+        "nope.json",
+    )
 
 
 def test_catalog_of_another_grid_is_refused(greenland_catalog, tmp_path):
     doc = json.loads(greenland_catalog.read_text())
     doc["grid_signature"]["child_order"] = 10
     greenland_catalog.write_text(json.dumps(doc))
-    assert_clean_error(run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr")), "differs from the run's grid")
+    assert_clean_error(
+        run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr")),
+        "differs from the run's grid",
+    )
 
 
 def test_malformed_catalog(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"metadata": {}, "shard_keys": [-5]}')
-    assert_clean_error(run("-m", "worker", "--catalog", str(path), "--store", str(tmp_path / "o.zarr")), "invalid catalog")
+    assert_clean_error(
+        run("-m", "worker", "--catalog", str(path), "--store", str(tmp_path / "o.zarr")), "invalid catalog"
+    )
 
 
 def test_unreadable_granule_is_recorded_per_granule(greenland_catalog, tmp_path):
@@ -53,7 +62,9 @@ def test_unreadable_granule_is_recorded_per_granule(greenland_catalog, tmp_path)
     (tmp_path / "junk.h5").write_bytes(b"this is not HDF5" * 100)
     doc["shards"][key].append({"id": "gone.h5", "path": str(tmp_path / "gone.h5")})
     greenland_catalog.write_text(json.dumps(doc))
-    result = run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
+    result = run(
+        "-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key
+    )
     assert result.returncode == 0, result.stderr  # PARTIAL is not FAILED: the readable granule was written
     assert f"shard {key} PARTIAL" in result.stdout
     assert "junk.h5: corrupt: junk.h5: not a readable HDF5 file" in result.stdout
@@ -65,7 +76,9 @@ def test_only_unreadable_granules_fail_the_shard(tmp_path, greenland_catalog):
     key = str(doc["shard_keys"][0])
     doc["shards"][key] = [{"id": "gone.h5", "path": str(tmp_path / "gone.h5")}]
     greenland_catalog.write_text(json.dumps(doc))
-    result = run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key)
+    result = run(
+        "-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key
+    )
     assert result.returncode == 1
     assert f"shard {key} FAILED" in result.stdout
 
@@ -73,11 +86,17 @@ def test_only_unreadable_granules_fail_the_shard(tmp_path, greenland_catalog):
 def test_unwritable_store(greenland_catalog, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert_clean_error(run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(blocker / "o.zarr")), "cannot create store")
+    assert_clean_error(
+        run("-m", "worker", "--catalog", str(greenland_catalog), "--store", str(blocker / "o.zarr")),
+        "cannot create store",
+    )
 
 
 def test_catalog_from_missing_folder(tmp_path):
-    assert_clean_error(run("-m", "producer", "catalog", "--granules", str(tmp_path / "none"), "--output", str(tmp_path / "c.json")), "neither a folder")
+    assert_clean_error(
+        run("-m", "producer", "catalog", "--granules", str(tmp_path / "none"), "--output", str(tmp_path / "c.json")),
+        "neither a folder",
+    )
 
 
 def test_each_error_kind_has_its_own_exit_code(capsys):
@@ -87,6 +106,7 @@ def test_each_error_kind_has_its_own_exit_code(capsys):
     codes = [kind.exit_code for kind in kinds]
     assert len(set(codes)) == len(codes) and 0 not in codes and errors.EXIT_INTERRUPTED not in codes
     for kind in kinds:
+
         def fail(args, kind=kind):
             raise kind("what happened\n and what to do")
 
@@ -96,12 +116,16 @@ def test_each_error_kind_has_its_own_exit_code(capsys):
 
 
 def test_demo_help_describes_and_runs_nothing(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "producer.demo", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "producer.demo", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "--output" in result.stdout and "embedded stack" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("status, says", [("BOGUS", "not a shard status"), ("SUCCEEDED", "never run again"), ("", "not a shard status")])
+@pytest.mark.parametrize(
+    "status, says", [("BOGUS", "not a shard status"), ("SUCCEEDED", "never run again"), ("", "not a shard status")]
+)
 def test_resubmit_refuses_statuses_it_cannot_resubmit(status, says):
     result = run("-m", "producer", "resubmit", "some-run", "--status", status)
     assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
@@ -111,8 +135,19 @@ def test_runs_table_columns_line_up():
     from producer.status import format_runs
     from shared.runstatus import RunRecord
 
-    records = [RunRecord(run_id=run_id, catalog="c", catalog_hash="h", config={}, store=f"s3://b/{run_id}.zarr",
-                         credentials_parameter="p", shards=shards, granules=1) for run_id, shards in (("a" * 50, 1344), ("b", 3))]
+    records = [
+        RunRecord(
+            run_id=run_id,
+            catalog="c",
+            catalog_hash="h",
+            config={},
+            store=f"s3://b/{run_id}.zarr",
+            credentials_parameter="p",
+            shards=shards,
+            granules=1,
+        )
+        for run_id, shards in (("a" * 50, 1344), ("b", 3))
+    ]
     lines = format_runs(records).splitlines()
     assert len({line.index("s3://") for line in lines[1:]}) == 1 and lines[0].index("STORE") == lines[1].index("s3://")
 
@@ -120,4 +155,8 @@ def test_runs_table_columns_line_up():
 def test_counts_are_worded_for_one_and_many():
     from shared.results import plural
 
-    assert (plural(1, "granule"), plural(2, "granule"), plural(1500, "cell")) == ("1 granule", "2 granules", "1,500 cells")
+    assert (plural(1, "granule"), plural(2, "granule"), plural(1500, "cell")) == (
+        "1 granule",
+        "2 granules",
+        "1,500 cells",
+    )

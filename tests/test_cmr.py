@@ -7,7 +7,7 @@ import io
 import json
 import re
 from argparse import Namespace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import mortie
@@ -88,7 +88,17 @@ def granule(name):
 
 
 def args(**kw):
-    base = dict(short_name="ATL06", version="006", cycle=14, start_date=None, end_date=None, polygon=BASINS, bbox=None, output=None, dry_run=False)
+    base = dict(
+        short_name="ATL06",
+        version="006",
+        cycle=14,
+        start_date=None,
+        end_date=None,
+        polygon=BASINS,
+        bbox=None,
+        output=None,
+        dry_run=False,
+    )
     return Namespace(**{**base, **kw})
 
 
@@ -110,7 +120,9 @@ def test_an_empty_result_is_one_request_and_no_items():
 
 def test_a_transient_failure_is_retried_with_backoff():
     sleeps = Sleeps()
-    session = FakeCMR.two_pages(failures=[response(503, {"errors": ["busy"]}), requests.ConnectionError("reset by peer")])
+    session = FakeCMR.two_pages(
+        failures=[response(503, {"errors": ["busy"]}), requests.ConnectionError("reset by peer")]
+    )
     result = cmr.fetch_granules(URL, session=session, sleep=sleeps)
     assert len(result.items) == 5 and len(session.requests) == 4
     assert sleeps == [1.0, 2.0]
@@ -126,7 +138,9 @@ def test_retry_after_is_honoured():
 def test_cmr_that_stays_down_is_a_clear_error():
     sleeps = Sleeps()
     session = FakeCMR.two_pages(failures=[requests.ConnectionError("Name or service not known")] * 5)
-    with pytest.raises(CatalogError, match=r"cannot reach NASA CMR at cmr\.earthdata\.nasa\.gov after 5 attempts .*ConnectionError"):
+    with pytest.raises(
+        CatalogError, match=r"cannot reach NASA CMR at cmr\.earthdata\.nasa\.gov after 5 attempts .*ConnectionError"
+    ):
         cmr.fetch_granules(URL, session=session, sleep=sleeps)
     assert len(session.requests) == 5 and sleeps == [1.0, 2.0, 4.0, 8.0]
 
@@ -156,7 +170,10 @@ def test_granule_fields_and_links():
     g = granule(ANTIMERIDIAN)
     assert g.name == ANTIMERIDIAN and g.concept_id == "G2272415001-NSIDC_CPRD" and g.cycle == 14
     assert g.s3 == f"s3://nsidc-cumulus-prod-protected/ATLAS/ATL06/006/2022/01/03/{ANTIMERIDIAN}"
-    assert g.https == f"https://data.nsidc.earthdatacloud.nasa.gov/nsidc-cumulus-prod-protected/ATLAS/ATL06/006/2022/01/03/{ANTIMERIDIAN}"
+    assert (
+        g.https
+        == f"https://data.nsidc.earthdatacloud.nasa.gov/nsidc-cumulus-prod-protected/ATLAS/ATL06/006/2022/01/03/{ANTIMERIDIAN}"
+    )
     ref = g.ref()
     assert (ref.id, ref.s3, ref.https) == (g.name, g.s3, g.https)
 
@@ -173,19 +190,48 @@ def test_cycle_comes_from_the_name_then_from_track():
 def test_parse_granule_name():
     n = parse_granule_name("ATL06_20220101003510_01531405_006_01.h5")
     assert (n.rgt, n.cycle, n.region, n.release, n.revision) == (153, 14, 5, "006", "01")
-    assert n.start == datetime(2022, 1, 1, 0, 35, 10, tzinfo=timezone.utc)
+    assert n.start == datetime(2022, 1, 1, 0, 35, 10, tzinfo=UTC)
     assert parse_granule_name("s3://bucket/path/ATL06_20181013230000_02340101_006_01.h5").rgt == 234
     assert parse_granule_name("MOD09A1.A2000185.h11v05.h5") is None
 
 
 def test_footprint_shapes():
     geometry = {
-        "GPolygons": [{
-            "Boundary": {"Points": [{"Longitude": 0, "Latitude": 40}, {"Longitude": 12, "Latitude": 40}, {"Longitude": 12, "Latitude": 52}, {"Longitude": 0, "Latitude": 52}, {"Longitude": 0, "Latitude": 40}]},
-            "ExclusiveZone": {"Boundaries": [{"Points": [{"Longitude": 3, "Latitude": 43}, {"Longitude": 3, "Latitude": 49}, {"Longitude": 9, "Latitude": 49}, {"Longitude": 9, "Latitude": 43}, {"Longitude": 3, "Latitude": 43}]}]},
-        }],
+        "GPolygons": [
+            {
+                "Boundary": {
+                    "Points": [
+                        {"Longitude": 0, "Latitude": 40},
+                        {"Longitude": 12, "Latitude": 40},
+                        {"Longitude": 12, "Latitude": 52},
+                        {"Longitude": 0, "Latitude": 52},
+                        {"Longitude": 0, "Latitude": 40},
+                    ]
+                },
+                "ExclusiveZone": {
+                    "Boundaries": [
+                        {
+                            "Points": [
+                                {"Longitude": 3, "Latitude": 43},
+                                {"Longitude": 3, "Latitude": 49},
+                                {"Longitude": 9, "Latitude": 49},
+                                {"Longitude": 9, "Latitude": 43},
+                                {"Longitude": 3, "Latitude": 43},
+                            ]
+                        }
+                    ]
+                },
+            }
+        ],
         "Lines": [{"Points": [{"Longitude": 179.5, "Latitude": -70}, {"Longitude": -179.5, "Latitude": -71}]}],
-        "BoundingRectangles": [{"WestBoundingCoordinate": 179, "NorthBoundingCoordinate": 10, "EastBoundingCoordinate": -179, "SouthBoundingCoordinate": 9}],
+        "BoundingRectangles": [
+            {
+                "WestBoundingCoordinate": 179,
+                "NorthBoundingCoordinate": 10,
+                "EastBoundingCoordinate": -179,
+                "SouthBoundingCoordinate": 9,
+            }
+        ],
         "Points": [{"Longitude": 30, "Latitude": 60}],
     }
     fp = cmr.parse_footprint(geometry)
@@ -216,7 +262,9 @@ def track_cells(g, n=4000):
             f = (t - i)[:, None]
             p = (1 - f) * side[i] + f * side[i + 1]
             p /= np.linalg.norm(p, axis=1)[:, None]
-            cells.append(mortie.geo2mort(np.degrees(np.arcsin(p[:, 2])), np.degrees(np.arctan2(p[:, 1], p[:, 0])), order=6))
+            cells.append(
+                mortie.geo2mort(np.degrees(np.arcsin(p[:, 2])), np.degrees(np.arctan2(p[:, 1], p[:, 0])), order=6)
+            )
     return np.unique(np.concatenate(cells))
 
 
@@ -290,7 +338,9 @@ def test_a_malformed_footprint_names_the_granule():
     geometry["GPolygons"] = [{"Points": []}]  # no Boundary
     with pytest.raises(CatalogError, match=f"CMR granule {ANTIMERIDIAN}: malformed footprint"):
         cmr.parse_granule(item)
-    geometry["GPolygons"] = [{"Boundary": {"Points": [{"Longitude": 0, "Latitude": 0}, {"Longitude": 1, "Latitude": 1}]}}]
+    geometry["GPolygons"] = [
+        {"Boundary": {"Points": [{"Longitude": 0, "Latitude": 0}, {"Longitude": 1, "Latitude": 1}]}}
+    ]
     g = cmr.parse_granule(item)
     with pytest.raises(CatalogError, match=f"granule {ANTIMERIDIAN}: cannot cover its footprint"):
         cmr.assign_shards([g], np.array([], np.uint64), cmr.Counts())
@@ -299,7 +349,7 @@ def test_a_malformed_footprint_names_the_granule():
 # -- cycles -------------------------------------------------------------------------------------
 def test_cycle_14_window_contains_the_published_cycle():
     start, end = cycle_search_window(14)
-    assert start <= datetime(2021, 12, 22, tzinfo=timezone.utc) and end >= datetime(2022, 3, 23, 23, 59, 59, tzinfo=timezone.utc)
+    assert start <= datetime(2021, 12, 22, tzinfo=UTC) and end >= datetime(2022, 3, 23, 23, 59, 59, tzinfo=UTC)
     naive = date(2018, 10, 13) + timedelta(days=91 * 13)
     assert naive > date(2021, 12, 22) + timedelta(days=15), "the naive formula really is ~17 days late"
 
@@ -330,9 +380,22 @@ def test_dry_run_cycle_14_prints_a_window_that_contains_the_cycle():
 
 def test_dry_run_with_dates_and_a_box(tmp_path):
     out = io.StringIO()
-    cmr.main(args(cycle=None, start_date="2022-01-01", end_date="2022-01-31", polygon=None, bbox="170,-80,-170,-60", dry_run=True), out=out)
+    cmr.main(
+        args(
+            cycle=None,
+            start_date="2022-01-01",
+            end_date="2022-01-31",
+            polygon=None,
+            bbox="170,-80,-170,-60",
+            dry_run=True,
+        ),
+        out=out,
+    )
     text = out.getvalue()
-    assert "temporal[]=2022-01-01T00:00:00Z,2022-01-31T23:59:59Z" in text and "bounding_box=170.0,-80.0,-170.0,-60.0" in text
+    assert (
+        "temporal[]=2022-01-01T00:00:00Z,2022-01-31T23:59:59Z" in text
+        and "bounding_box=170.0,-80.0,-170.0,-60.0" in text
+    )
     assert "cycle" not in text.split("date window")[1].splitlines()[1]
 
 
@@ -353,8 +416,17 @@ def test_catalog_from_cmr_for_the_antarctic_basins(tmp_path):
     assert m["start_date"] <= "2021-12-22" and m["end_date"] >= "2022-03-23"
     assert m["query"]["url"].startswith("https://cmr.earthdata.nasa.gov/search/granules.umm_json?short_name=ATL06")
     assert m["query"]["pages"] == 2 and m["created"] and "build_seconds" in m
-    assert m["counts"] == {"cmr_hits": 5, "received": 5, "duplicates": 0, "other_cycle": 1, "unknown_cycle": 0,
-                           "no_data_link": 0, "no_footprint": 0, "outside_region": 1, "kept": 3}
+    assert m["counts"] == {
+        "cmr_hits": 5,
+        "received": 5,
+        "duplicates": 0,
+        "other_cycle": 1,
+        "unknown_cycle": 0,
+        "no_data_link": 0,
+        "no_footprint": 0,
+        "outside_region": 1,
+        "kept": 3,
+    }
     text = out.getvalue()
     sizes = [len(v) for v in catalog.shards.values()]
     assert f"{len(catalog.shard_keys)} shards, 3 granules" in text
@@ -365,7 +437,12 @@ def test_catalog_from_cmr_for_the_antarctic_basins(tmp_path):
 
 def test_catalog_for_a_polar_box_keeps_the_polar_granule_whole(tmp_path):
     output = tmp_path / "catalog.json"
-    cmr.main(args(polygon=None, bbox="-180,-90,180,-60", output=str(output)), session=FakeCMR.two_pages(), sleep=Sleeps(), out=io.StringIO())
+    cmr.main(
+        args(polygon=None, bbox="-180,-90,180,-60", output=str(output)),
+        session=FakeCMR.two_pages(),
+        sleep=Sleeps(),
+        out=io.StringIO(),
+    )
     catalog = load_catalog(output)
     polar = {k for k, refs in catalog.shards.items() if POLAR in {g.id for g in refs}}
     assert polar == set(cmr.footprint_shards(granule(POLAR).footprint).tolist())
@@ -374,7 +451,9 @@ def test_catalog_for_a_polar_box_keeps_the_polar_granule_whole(tmp_path):
 def test_no_granules_is_an_error_and_writes_nothing(tmp_path):
     output = tmp_path / "catalog.json"
     with pytest.raises(CatalogError, match="no ATL06 granules matched .*nothing written"):
-        cmr.main(args(output=str(output)), session=FakeCMR([fixture("atl06_empty.json")]), sleep=Sleeps(), out=io.StringIO())
+        cmr.main(
+            args(output=str(output)), session=FakeCMR([fixture("atl06_empty.json")]), sleep=Sleeps(), out=io.StringIO()
+        )
     assert not output.exists()
 
 
@@ -398,4 +477,9 @@ def test_bad_arguments_are_one_line_errors(bad, message):
 
 
 def test_version_is_cmr_s_string():
-    assert cmr._version(None) == "006" and cmr._version("6") == "006" and cmr._version(6) == "006" and cmr._version("V1") == "V1"
+    assert (
+        cmr._version(None) == "006"
+        and cmr._version("6") == "006"
+        and cmr._version(6) == "006"
+        and cmr._version("V1") == "V1"
+    )

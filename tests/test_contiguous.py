@@ -24,13 +24,22 @@ def reencode(src: Path, dst: Path, contiguous=lambda name: True) -> Path:
     value; datasets ``contiguous(name)`` picks are stored contiguous (no chunks, no compression),
     the others as they were."""
     with h5py.File(src) as f, h5py.File(dst, "w") as out:
+
         def copy(name, obj):
             if isinstance(obj, h5py.Group):
                 out.require_group(name).attrs.update(obj.attrs)
                 return
             fill = declared_fill(obj)
-            layout = {"chunks": None} if contiguous(name) or obj.chunks is None else {
-                "chunks": obj.chunks, "compression": obj.compression, "compression_opts": obj.compression_opts, "shuffle": obj.shuffle}
+            layout = (
+                {"chunks": None}
+                if contiguous(name) or obj.chunks is None
+                else {
+                    "chunks": obj.chunks,
+                    "compression": obj.compression,
+                    "compression_opts": obj.compression_opts,
+                    "shuffle": obj.shuffle,
+                }
+            )
             copied = out.create_dataset(name, data=obj[()], **layout, **({} if fill is None else {"fillvalue": fill}))
             copied.attrs.update(obj.attrs)
 
@@ -42,7 +51,10 @@ def reencode(src: Path, dst: Path, contiguous=lambda name: True) -> Path:
 def layouts(path: Path, beam: str = "gt1l") -> dict[str, int]:
     with h5py.File(path) as f:
         g = f[f"{beam}/land_ice_segments"]
-        return {n: g[n].id.get_create_plist().get_layout() for n in ("latitude", "longitude", "h_li", "h_li_sigma", "atl06_quality_summary")}
+        return {
+            n: g[n].id.get_create_plist().get_layout()
+            for n in ("latitude", "longitude", "h_li", "h_li_sigma", "atl06_quality_summary")
+        }
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +78,11 @@ def test_mixed_layouts_match_independent_on_every_read_path(antarctic, tmp_path)
     contiguous = {"latitude", "h_li"}
     path = reencode(antarctic, tmp_path / antarctic.name, lambda name: name.rsplit("/", 1)[-1] in contiguous)
     assert layouts(path) == {
-        "latitude": h5py.h5d.CONTIGUOUS, "h_li": h5py.h5d.CONTIGUOUS,
-        "longitude": h5py.h5d.CHUNKED, "h_li_sigma": h5py.h5d.CHUNKED, "atl06_quality_summary": h5py.h5d.CHUNKED,
+        "latitude": h5py.h5d.CONTIGUOUS,
+        "h_li": h5py.h5d.CONTIGUOUS,
+        "longitude": h5py.h5d.CHUNKED,
+        "h_li_sigma": h5py.h5d.CHUNKED,
+        "atl06_quality_summary": h5py.h5d.CHUNKED,
     }
     assert_every_read_path_matches(path)
 

@@ -22,10 +22,11 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import numpy as np
@@ -124,8 +125,9 @@ def runners(tmp_path):
         log_file = ["--log-file", str(tmp_path / f"{name}.jsonl")] if function_log else []
         cmd = [sys.executable, "-m", "worker", "--local", *log_file, *args]
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ}, stdout=stdout, stderr=stderr,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env={**os.environ}, stdout=stdout, stderr=stderr, start_new_session=True
+            )
         proc.out_path = out  # type: ignore[attr-defined]
         proc.err_path = err  # type: ignore[attr-defined]
         proc.log_path = tmp_path / f"{name}.jsonl"  # type: ignore[attr-defined]
@@ -192,7 +194,9 @@ def worker_pids(runner_pid: int) -> list[int]:
 def blocked_at_gate(pid: int) -> bool:
     """True when a thread of ``pid`` waits in open() for a writer of a FIFO (kernel wait channel)."""
     try:
-        return any((task / "wchan").read_text().strip() == "wait_for_partner" for task in Path(f"/proc/{pid}/task").iterdir())
+        return any(
+            (task / "wchan").read_text().strip() == "wait_for_partner" for task in Path(f"/proc/{pid}/task").iterdir()
+        )
     except OSError:
         return False
 
@@ -234,7 +238,9 @@ def release(gate: Path, granule: Path) -> None:
 
 
 def counts(outputs: StackOutputs, url: str | None = None) -> dict[str, int]:
-    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=url or outputs.queue_url, AttributeNames=["All"])["Attributes"]
+    attrs = boto3.client("sqs").get_queue_attributes(QueueUrl=url or outputs.queue_url, AttributeNames=["All"])[
+        "Attributes"
+    ]
     return {k: int(attrs[f"ApproximateNumberOfMessages{k}"]) for k in ("", "NotVisible", "Delayed")}
 
 
@@ -272,19 +278,27 @@ def json_records(text: str) -> list[dict]:
 
 def wait_mid_run(world: World, run_id: str, runner: subprocess.Popen) -> None:
     """Until some shards of the run finished and one is in flight."""
+
     def mid_run():
         records = list(world.runs().shards(run_id))
         return sum(r.status in FINISHED for r in records) >= 2 and any(r.status == ShardStatus.RUNNING for r in records)
 
-    wait_for(mid_run, STATE_WAIT_S, lambda: f"the run to be under way; runner output:\n{output_of(runner)}",
-             interval=0.2)
+    wait_for(
+        mid_run, STATE_WAIT_S, lambda: f"the run to be under way; runner output:\n{output_of(runner)}", interval=0.2
+    )
 
 
 def status_json(run_id: str, capsys=None) -> tuple[int, dict]:
     """``python -m producer status RUN --json``: as a command, or (given capsys) its main in this process."""
     if capsys is None:
-        got = subprocess.run([sys.executable, "-m", "producer", "status", run_id, "--json"], cwd=ROOT, env={**os.environ},
-                             capture_output=True, text=True, timeout=120)
+        got = subprocess.run(
+            [sys.executable, "-m", "producer", "status", run_id, "--json"],
+            cwd=ROOT,
+            env={**os.environ},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert got.stdout.strip(), f"status printed nothing: {got.stderr}"
         return got.returncode, json.loads(got.stdout)
     capsys.readouterr()
@@ -301,7 +315,9 @@ def test_end_to_end_with_worker_processes(world, runners):
 
     shards = list(world.runs().shards(run_id))
     assert len(shards) == n
-    assert {s.status for s in shards} <= DONE, {s.shard_key: (s.status, s.last_error) for s in shards if s.status not in DONE}
+    assert {s.status for s in shards} <= DONE, {
+        s.shard_key: (s.status, s.last_error) for s in shards if s.status not in DONE
+    }
     assert all(s.attempts == 1 for s in shards)
     run = world.runs().get_run(run_id)
     assert sum(run.counts.values()) == n and run.counts[ShardStatus.FAILED] == 0
@@ -323,7 +339,9 @@ def test_end_to_end_with_worker_processes(world, runners):
     assert sorted(int(x["shard_key"]) for x in finished) == sorted(world.shard_keys)
     # and how many granules each read strategy read: the catalog recorded chunks, so by those
     shard_map, config = load_catalog(world.catalog), load_config()
-    chosen = {str(k): dict(Counter(choose_strategy(g, config).name for g in shard_map.shards[k])) for k in world.shard_keys}
+    chosen = {
+        str(k): dict(Counter(choose_strategy(g, config).name for g in shard_map.shards[k])) for k in world.shard_keys
+    }
     assert {x["shard_key"]: x["strategies"] for x in finished} == chosen
     assert {name for by in chosen.values() for name in by} == {"recorded_chunks"}
     everything = runner.log_path.read_text() + output_of(runner)
@@ -340,12 +358,19 @@ def test_worker_killed_mid_shard_is_redelivered_and_succeeds(world, runners, tmp
     runs = world.runs()
 
     runner = runners("--visibility-timeout", "5", "--until-empty")
-    running = wait_for(lambda: (r := runs.get_shard(run_id, key)) and r.status == ShardStatus.RUNNING and r,
-                       STATE_WAIT_S, lambda: f"shard {key} to be RUNNING; runner output:\n{output_of(runner)}")
+    running = wait_for(
+        lambda: (r := runs.get_shard(run_id, key)) and r.status == ShardStatus.RUNNING and r,
+        STATE_WAIT_S,
+        lambda: f"shard {key} to be RUNNING; runner output:\n{output_of(runner)}",
+    )
     assert running.attempts == 1
-    workers = wait_for(lambda: (p := worker_pids(runner.pid)) and len(p) == 2 and p, 30, "the runner's two worker processes")
+    workers = wait_for(
+        lambda: (p := worker_pids(runner.pid)) and len(p) == 2 and p, 30, "the runner's two worker processes"
+    )
     # Mid-shard, provably: one worker waits inside the shard's granule read; it cannot finish without the gate.
-    (victim,) = wait_for(lambda: [p for p in workers if blocked_at_gate(p)], 30, "a worker to block reading the gated granule")
+    (victim,) = wait_for(
+        lambda: [p for p in workers if blocked_at_gate(p)], 30, "a worker to block reading the gated granule"
+    )
     # From now on the path holds the real granule (the victim stays blocked on the FIFO it is opening).
     for gate, granule in gates.items():
         release(gate, granule)
@@ -359,8 +384,11 @@ def test_worker_killed_mid_shard_is_redelivered_and_succeeds(world, runners, tmp
     assert runs.get_shard(run_id, key).status == ShardStatus.RUNNING
 
     # After the visibility timeout the queue redelivers it, to the runner's other worker.
-    shard = wait_for(lambda: (r := runs.get_shard(run_id, key)) and r.status in FINISHED and r, STATE_WAIT_S,
-                     lambda: f"the redelivered shard to finish; runner output:\n{output_of(runner)}")
+    shard = wait_for(
+        lambda: (r := runs.get_shard(run_id, key)) and r.status in FINISHED and r,
+        STATE_WAIT_S,
+        lambda: f"the redelivered shard to finish; runner output:\n{output_of(runner)}",
+    )
     assert shard.status == ShardStatus.SUCCEEDED, (shard.status, shard.last_error)
     assert shard.attempts == 2, "one killed attempt, one redelivery"
     assert shard.started_at > running.started_at
@@ -389,27 +417,40 @@ def test_always_failing_message_reaches_the_dlq_and_redrive_brings_it_back(world
     # The cause: the run's store vanished (its template is gone), so every write fails with a StoreError (retried).
     bucket, _, prefix = run.store.removeprefix("s3://").partition("/")
     s3 = boto3.client("s3")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/") for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+        for o in page.get("Contents", [])
+    ]
     assert keys, "submit created the store's template"
     for key in keys:
         s3.delete_object(Bucket=bucket, Key=key)
     sqs = boto3.client("sqs")
-    policy = sqs.get_queue_attributes(QueueUrl=world.outputs.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"]
+    policy = sqs.get_queue_attributes(QueueUrl=world.outputs.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"][
+        "RedrivePolicy"
+    ]
     max_receive = json.loads(policy)["maxReceiveCount"]
     assert max_receive == 5
 
     runner = runners("--visibility-timeout", "1")
     dlq = world.outputs.dead_letter_queue_url
-    wait_for(lambda: counts(world.outputs, dlq)[""] == 1, STATE_WAIT_S,
-             lambda: f"the message to reach the DLQ; shard {runs.get_shard(run_id, shard.shard_key)}; runner output:\n{output_of(runner)}")
+    wait_for(
+        lambda: counts(world.outputs, dlq)[""] == 1,
+        STATE_WAIT_S,
+        lambda: (
+            f"the message to reach the DLQ; shard {runs.get_shard(run_id, shard.shard_key)}; runner "
+            f"output:\n{output_of(runner)}"
+        ),
+    )
     failed = runs.get_shard(run_id, shard.shard_key)
     assert failed.status == ShardStatus.FAILED
     assert failed.attempts == max_receive
     assert failed.last_error.startswith(f"gave up after {max_receive} attempts: store write failed"), failed.last_error
     assert runs.get_run(run_id).counts[ShardStatus.FAILED] == 1
     assert counts(world.outputs) == {"": 0, "NotVisible": 0, "Delayed": 0}
-    (dead,) = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                  MessageAttributeNames=["All"]).get("Messages", [])
+    (dead,) = sqs.receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0, MessageAttributeNames=["All"]
+    ).get("Messages", [])
     assert json.loads(dead["Body"])["shard_key"] == shard.shard_key
     # Dead-lettered by the worker on the queue's last receive, with its reason and the record's state.
     attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
@@ -423,8 +464,11 @@ def test_always_failing_message_reaches_the_dlq_and_redrive_brings_it_back(world
     assert producer_main(["redrive", "--run-id", run_id]) == 0
     assert "moved 1 messages" in capsys.readouterr().out
     assert counts(world.outputs, dlq)[""] == 0
-    done = wait_for(lambda: (r := runs.get_shard(run_id, shard.shard_key)) and r.status in FINISHED and r, STATE_WAIT_S,
-                    lambda: f"the redriven shard to finish; runner output:\n{output_of(runner)}")
+    done = wait_for(
+        lambda: (r := runs.get_shard(run_id, shard.shard_key)) and r.status in FINISHED and r,
+        STATE_WAIT_S,
+        lambda: f"the redriven shard to finish; runner output:\n{output_of(runner)}",
+    )
     assert done.status in DONE, (done.status, done.last_error)
     assert done.attempts == max_receive + 1 and done.last_error is None
     os.killpg(runner.pid, signal.SIGINT)
@@ -453,8 +497,13 @@ def test_concurrency_never_exceeds_the_template_limit(world, runners):
     runner = runners("--until-empty", "--workers", "8", name="eight")
     samples = []  # (worker processes, messages in flight, shard records RUNNING)
     while runner.poll() is None:
-        samples.append((len(worker_pids(runner.pid)), counts(world.outputs)["NotVisible"],
-                        sum(1 for _ in runs.shards(run_id, ShardStatus.RUNNING))))
+        samples.append(
+            (
+                len(worker_pids(runner.pid)),
+                counts(world.outputs)["NotVisible"],
+                sum(1 for _ in runs.shards(run_id, ShardStatus.RUNNING)),
+            )
+        )
         assert len(samples) < 5000, f"runner still going after {len(samples)} samples:\n{output_of(runner)}"
         time.sleep(0.2)
     assert runner.returncode == 0, output_of(runner)
@@ -465,7 +514,10 @@ def test_concurrency_never_exceeds_the_template_limit(world, runners):
     intervals = [(datetime.fromisoformat(s.started_at), datetime.fromisoformat(s.finished_at)) for s in shards]
     overlap = max_overlap(intervals)
     processes, in_flight, running = (max(column) for column in zip(*samples))
-    measured = f"max overlap of shard intervals {overlap}, worker processes {processes}, in flight {in_flight}, RUNNING {running}"
+    measured = (
+        f"max overlap of shard intervals {overlap}, worker processes {processes}, in flight "
+        f"{in_flight}, RUNNING {running}"
+    )
     assert overlap <= limit and processes <= limit and in_flight <= limit and running <= limit, measured
     # ... and the limit was reached: the measurement could have seen more.
     assert overlap == limit and processes == limit, measured
@@ -536,8 +588,10 @@ def discard_queued(world: World) -> None:
     """Delete what is left on the queue (the queue allows one purge a minute: leave it to failed tests)."""
     sqs = boto3.client("sqs")
     while got := sqs.receive_message(QueueUrl=world.outputs.queue_url, MaxNumberOfMessages=10).get("Messages"):
-        sqs.delete_message_batch(QueueUrl=world.outputs.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+        sqs.delete_message_batch(
+            QueueUrl=world.outputs.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
+        )
 
 
 def assert_no_handler_call_after(world: World, run_id: str, workers: list[int], seconds: float = 3) -> None:
@@ -558,8 +612,11 @@ def test_a_stop_signal_to_the_runner_stops_its_workers_and_loses_nothing(world, 
     sent = time.monotonic()
     os.kill(runner.pid, signum)  # the runner alone, as `kill PID` or a service manager would
     rc = wait_exit(runner, STOP_S, f"the runner after {signum.name}")
-    wait_for(lambda: not any(alive(p) for p in workers), STOP_S - (time.monotonic() - sent),
-             lambda: f"its workers {workers} to stop with the runner; runner output:\n{output_of(runner)}")
+    wait_for(
+        lambda: not any(alive(p) for p in workers),
+        STOP_S - (time.monotonic() - sent),
+        lambda: f"its workers {workers} to stop with the runner; runner output:\n{output_of(runner)}",
+    )
     assert rc == 0 and "stopping" in output_of(runner), output_of(runner)
     assert_no_handler_call_after(world, run_id, workers)
     assert_none_lost(world, run_id)
@@ -574,8 +631,11 @@ def test_the_workers_of_a_killed_runner_notice_and_stop_losing_nothing(world, ru
     assert len(workers) == 2
     os.kill(runner.pid, signal.SIGKILL)  # no chance to tell its workers anything
     runner.wait()
-    wait_for(lambda: not any(alive(p) for p in workers), STOP_S,
-             lambda: f"the workers {workers} of the killed runner to stop; runner output:\n{output_of(runner)}")
+    wait_for(
+        lambda: not any(alive(p) for p in workers),
+        STOP_S,
+        lambda: f"the workers {workers} of the killed runner to stop; runner output:\n{output_of(runner)}",
+    )
     assert_no_handler_call_after(world, run_id, workers)
     assert_none_lost(world, run_id)
 

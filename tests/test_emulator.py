@@ -54,8 +54,14 @@ def slow_s3_endpoint(tmp_path_factory):
 
 
 def client(endpoint: str, service: str):
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-west-2", aws_access_key_id="x",
-                        aws_secret_access_key="x", config=Config(max_pool_connections=32, retries={"max_attempts": 1}))
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-west-2",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(max_pool_connections=32, retries={"max_attempts": 1}),
+    )
 
 
 def at_once(n: int, call) -> list:
@@ -78,33 +84,58 @@ def test_concurrent_conditional_transactions_apply_once(endpoint):
     ddb = client(endpoint, "dynamodb")
     table = "isolation"
     key = {"AttributeName": "pk"}
-    ddb.create_table(TableName=table, KeySchema=[{**key, "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{**key, "AttributeType": "S"}])
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{**key, "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{**key, "AttributeType": "S"}],
+    )
     for start in range(0, TABLE_ITEMS, 25):
-        ddb.batch_write_item(RequestItems={table: [
-            {"PutRequest": {"Item": {"pk": {"S": f"other{i}"}, "st": {"S": "DONE"}}}} for i in range(start, start + 25)
-        ]})
+        ddb.batch_write_item(
+            RequestItems={
+                table: [
+                    {"PutRequest": {"Item": {"pk": {"S": f"other{i}"}, "st": {"S": "DONE"}}}}
+                    for i in range(start, start + 25)
+                ]
+            }
+        )
     ddb.put_item(TableName=table, Item={"pk": {"S": "run"}, "n": {"N": "0"}})
 
     def finish(shard: str):  # like RunStatusStore.finish: RUNNING -> DONE, counted on the run item
         def call() -> bool:
             try:
-                ddb.transact_write_items(TransactItems=[
-                    {"Update": {"TableName": table, "Key": {"pk": {"S": shard}}, "UpdateExpression": "SET st = :done",
+                ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": table,
+                                "Key": {"pk": {"S": shard}},
+                                "UpdateExpression": "SET st = :done",
                                 "ConditionExpression": "st = :running",
-                                "ExpressionAttributeValues": {":done": {"S": "DONE"}, ":running": {"S": "RUNNING"}}}},
-                    {"Update": {"TableName": table, "Key": {"pk": {"S": "run"}}, "UpdateExpression": "ADD n :one",
-                                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
-                ])
+                                "ExpressionAttributeValues": {":done": {"S": "DONE"}, ":running": {"S": "RUNNING"}},
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": table,
+                                "Key": {"pk": {"S": "run"}},
+                                "UpdateExpression": "ADD n :one",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                            }
+                        },
+                    ]
+                )
                 return True
             except ddb.exceptions.TransactionCanceledException:
                 return False
+
         return call
 
     applied = []
     for r in range(ROUNDS):
         ddb.put_item(TableName=table, Item={"pk": {"S": f"shard{r}"}, "st": {"S": "RUNNING"}})
         applied.append(sum(at_once(THREADS, finish(f"shard{r}"))))
+
     def item(key: str) -> dict:
         return ddb.get_item(TableName=table, Key={"pk": {"S": key}}, ConsistentRead=True)["Item"]
 
@@ -117,8 +148,11 @@ def test_a_long_poll_does_not_hold_up_other_queue_requests(endpoint):
     sqs = client(endpoint, "sqs")
     url = sqs.create_queue(QueueName="long-poll")["QueueUrl"]
     got: list = []
-    poller = threading.Thread(target=lambda: got.extend(
-        sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10, VisibilityTimeout=60).get("Messages", [])))
+    poller = threading.Thread(
+        target=lambda: got.extend(
+            sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10, VisibilityTimeout=60).get("Messages", [])
+        )
+    )
     poller.start()
     time.sleep(0.5)  # the poller waits inside the emulator
     started = time.monotonic()
@@ -155,8 +189,10 @@ def test_the_middleware_serialises_one_service_and_leaves_s3_concurrent():
 
     isolated = emulator.Isolation(app, {"dynamodb", "sqs"})
     ddb = {"HTTP_X_AMZ_TARGET": "DynamoDB_20120810.TransactWriteItems", "PATH_INFO": "/"}
-    s3 = {"HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=x/20260101/us-west-2/s3/aws4_request, SignedHeaders=host",
-          "PATH_INFO": "/bucket/key"}
+    s3 = {
+        "HTTP_AUTHORIZATION": "AWS4-HMAC-SHA256 Credential=x/20260101/us-west-2/s3/aws4_request, SignedHeaders=host",
+        "PATH_INFO": "/bucket/key",
+    }
     assert at_once(4, lambda: isolated(dict(ddb), lambda *a: None)) == [[b"ok"]] * 4
     assert at_once(4, lambda: isolated(dict(s3), lambda *a: None)) == [[b"ok"]] * 4
     assert most == {"dynamodb": 1, "s3": 4}
@@ -195,8 +231,10 @@ def queue_of(length: int, fifo: bool = False):
     group = {"MessageGroupId": "g"} if fifo else {}
 
     def batch(start: int) -> dict:
-        return {str(i): {"Id": f"m{i}", "MessageBody": f"body {i}", "MessageAttributes": {}, "DelaySeconds": None,
-                         **group} for i in range(start, start + 10)}
+        return {
+            str(i): {"Id": f"m{i}", "MessageBody": f"body {i}", "MessageAttributes": {}, "DelaySeconds": None, **group}
+            for i in range(start, start + 10)
+        }
 
     for start in range(0, length, 10):
         backend.send_message_batch(queue.name, batch(start))
@@ -263,24 +301,32 @@ def test_queue_semantics_through_the_emulator(endpoint):
     fifo = sqs.create_queue(QueueName="dedup.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     for dedup in ("a", "a", "b"):
         sqs.send_message(QueueUrl=fifo, MessageBody=dedup, MessageGroupId="g", MessageDeduplicationId=dedup)
-    content = sqs.create_queue(QueueName="content.fifo", Attributes={
-        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
-    sqs.send_message_batch(QueueUrl=content, Entries=[
-        {"Id": str(i), "MessageBody": body, "MessageGroupId": "g"} for i, body in enumerate("xxy")])
+    content = sqs.create_queue(
+        QueueName="content.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=content,
+        Entries=[{"Id": str(i), "MessageBody": body, "MessageGroupId": "g"} for i, body in enumerate("xxy")],
+    )
     for url, bodies in ((fifo, ["a", "b"]), (content, ["x", "y"])):
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
         assert [m["Body"] for m in got] == bodies  # the duplicate dropped, the order kept
 
     dlq = sqs.create_queue(QueueName="semantics-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    url = sqs.create_queue(QueueName="semantics", Attributes={"RedrivePolicy": json.dumps(
-        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
+    url = sqs.create_queue(
+        QueueName="semantics",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})},
+    )["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=900)
     sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": b, "MessageBody": b} for b in ("held", "failing")])
 
     def counts(queue: str) -> tuple[int, int, int]:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                 "ApproximateNumberOfMessagesDelayed"]
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         got = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
         every = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
         assert {n: every[n] for n in names} == got
@@ -324,8 +370,9 @@ def test_s3_delays_add_latency_first_byte_and_bandwidth_to_s3_only():
         return [body]
 
     t = FakeTime()
-    delayed = emulator.DelayedS3(app, emulator.S3Delays(latency_ms=20, first_byte_ms=100, bandwidth_mbps=80),
-                                 sleep=t.sleep, clock=t.clock)
+    delayed = emulator.DelayedS3(
+        app, emulator.S3Delays(latency_ms=20, first_byte_ms=100, bandwidth_mbps=80), sleep=t.sleep, clock=t.clock
+    )
 
     def request(service: str, method: str) -> bytes:
         environ = {"REQUEST_METHOD": method, "HTTP_AUTHORIZATION": S3_SCOPE.format(service), "PATH_INFO": "/b/k"}

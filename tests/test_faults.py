@@ -26,7 +26,11 @@ from worker import handler
 
 pytestmark = pytest.mark.integration
 
-STALE = {"accessKeyId": "AKIASTALEKEY00000000", "secretAccessKey": "stale-secret-value-0", "expiration": "2020-01-01T00:00:00+00:00"}
+STALE = {
+    "accessKeyId": "AKIASTALEKEY00000000",
+    "secretAccessKey": "stale-secret-value-0",
+    "expiration": "2020-01-01T00:00:00+00:00",
+}
 
 
 def expire_credentials(env, run_id: str) -> None:
@@ -38,13 +42,17 @@ def held_messages(env, n: int) -> list[dict]:
     """Receive ``n`` messages of the shard queue and keep them hidden until released."""
     sqs, got = boto3.client("sqs"), []
     while len(got) < n:
-        got += sqs.receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=120).get("Messages", [])
+        got += sqs.receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=120).get(
+            "Messages", []
+        )
     return got
 
 
 def release(env, messages: list[dict]) -> None:
     for m in messages:
-        boto3.client("sqs").change_message_visibility(QueueUrl=env.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+        boto3.client("sqs").change_message_visibility(
+            QueueUrl=env.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+        )
 
 
 def dlq_reasons(env) -> list[dict[str, str]]:
@@ -58,7 +66,9 @@ def dlq_reasons(env) -> list[dict[str, str]]:
 
 def purge_dlq(env) -> None:
     sqs = boto3.client("sqs")
-    while messages := sqs.receive_message(QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", []):
+    while messages := sqs.receive_message(
+        QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+    ).get("Messages", []):
         for m in messages:
             sqs.delete_message(QueueUrl=env.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
@@ -67,7 +77,12 @@ def store_chunks(store: str) -> list[str]:
     """Statistics chunks written to a run's store (the template has only cell_ids)."""
     bucket, _, prefix = store.removeprefix("s3://").partition("/")
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
-    return [o["Key"] for page in pages for o in page.get("Contents", []) if "/c/" in o["Key"] and "/cell_ids/" not in o["Key"]]
+    return [
+        o["Key"]
+        for page in pages
+        for o in page.get("Contents", [])
+        if "/c/" in o["Key"] and "/cell_ids/" not in o["Key"]
+    ]
 
 
 def assert_shards_match_independent(store: str, granules, messages: list[dict]) -> None:
@@ -87,13 +102,17 @@ def throttled_services(operations: tuple[str, ...], times: int) -> Throttle:
     """The warm container's run table client, answering ``times`` writes with ThrottlingException.
     botocore's own retries are off, so what is retried is the service's doing."""
     services = handler.services()
-    services.runs.client = boto3.client("dynamodb", config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1}))
+    services.runs.client = boto3.client(
+        "dynamodb", config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 1})
+    )
     services.runs._sleep = lambda seconds: None
     return Throttle(services.runs.client, operations, times)
 
 
 # -- 1. redrive moves every message of the selected runs -------------------------------------------
-def test_redrive_moves_every_message_of_the_selected_runs_and_releases_the_others(env, catalog, tmp_path, capsys, monkeypatch):
+def test_redrive_moves_every_message_of_the_selected_runs_and_releases_the_others(
+    env, catalog, tmp_path, capsys, monkeypatch
+):
     n = len(json.loads(catalog.read_text())["shard_keys"])
     sizes = {"dlq-a": min(6, n), "dlq-b": min(6, n), "dlq-c": min(2, n)}
     creds = credentials_file(tmp_path)
@@ -123,7 +142,9 @@ def test_redrive_moves_every_message_of_the_selected_runs_and_releases_the_other
     # SQS's own move task (the emulator has none: here it moves the messages as SQS would)
     def move_task(stack):
         sqs = boto3.client("sqs")
-        while got := sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        while got := sqs.receive_message(QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
             for m in got:
                 sqs.send_message(QueueUrl=stack.queue_url, MessageBody=m["Body"])
                 sqs.delete_message(QueueUrl=stack.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])
@@ -173,11 +194,15 @@ def test_failure_dynamodb_never_accepts_is_shown_by_status(env, catalog, tmp_pat
     (shard,) = runs(env).shards("unrecorded")
     assert shard.status == ShardStatus.PENDING  # DynamoDB never took the write
     (letter,) = dlq_reasons(env)
-    assert letter["shard_recorded_failed"] is False and letter["reason"].startswith("gave up after 5 attempts: AWS error")
+    assert letter["shard_recorded_failed"] is False and letter["reason"].startswith(
+        "gave up after 5 attempts: AWS error"
+    )
     capsys.readouterr()
     assert producer_main(["status", "unrecorded"]) == 1
     out = capsys.readouterr().out
-    assert f"DEAD-LETTERED shard {shard.shard_key} [not on its shard record" in out and "gave up after 5 attempts" in out
+    assert (
+        f"DEAD-LETTERED shard {shard.shard_key} [not on its shard record" in out and "gave up after 5 attempts" in out
+    )
     assert producer_main(["status", "unrecorded", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["finished"] and report["dead_lettered"][0]["recorded"] is False
@@ -220,8 +245,14 @@ def test_poison_copy_cannot_end_a_running_shard(env, catalog, tmp_path):
         assert deliver(env) == []
         shard = runs(env).get_shard("held", message.shard_key)
         assert shard.status == ShardStatus.RUNNING and shard.holder == "the-real-invocation"
-    result = ShardResult(shard_key=message.shard_key, status=ShardStatus.SUCCEEDED, granules_read=1, observations=5,
-                         cells_with_data=1, duration_s=1.0)
+    result = ShardResult(
+        shard_key=message.shard_key,
+        status=ShardStatus.SUCCEEDED,
+        granules_read=1,
+        observations=5,
+        cells_with_data=1,
+        duration_s=1.0,
+    )
     assert runs(env).finish("held", result, "the-real-invocation")
     run = runs(env).get_run("held")
     assert run.counts[ShardStatus.SUCCEEDED] == 1 and run.counts[ShardStatus.FAILED] == 0
@@ -236,8 +267,14 @@ def test_duplicate_that_takes_a_shard_over_counts_it_once(env, catalog, tmp_path
     store = runs(env)
     assert store.start("takeover", message.shard_key, message.digest(), "first").outcome is StartOutcome.STARTED
     assert store.start("takeover", message.shard_key, message.digest(), "second").outcome is StartOutcome.STARTED
-    result = ShardResult(shard_key=message.shard_key, status=ShardStatus.SUCCEEDED, granules_read=1, observations=5,
-                         cells_with_data=1, duration_s=1.0)
+    result = ShardResult(
+        shard_key=message.shard_key,
+        status=ShardStatus.SUCCEEDED,
+        granules_read=1,
+        observations=5,
+        cells_with_data=1,
+        duration_s=1.0,
+    )
     assert not store.finish("takeover", result, "first")  # taken over: its end is not counted
     assert not store.fail("takeover", message.shard_key, "late failure", "first")
     assert store.finish("takeover", result, "second")
@@ -254,10 +291,16 @@ def test_output_store_refusing_the_credentials_fails_at_once_and_leaks_nothing(e
     out = tmp_path / "out.json"
     key, secret, token = OUTPUT_SECRETS
     out.write_text(json.dumps({"accessKeyId": key, "secretAccessKey": secret, "sessionToken": token}))
-    assert submit(catalog, credentials_file(tmp_path), "refused-out", "--max-shards", "1", "--output-creds", str(out)) == 0
-    body = json.loads(boto3.client("sqs").receive_message(QueueUrl=env.queue_url, VisibilityTimeout=0)["Messages"][0]["Body"])
+    assert (
+        submit(catalog, credentials_file(tmp_path), "refused-out", "--max-shards", "1", "--output-creds", str(out)) == 0
+    )
+    body = json.loads(
+        boto3.client("sqs").receive_message(QueueUrl=env.queue_url, VisibilityTimeout=0)["Messages"][0]["Body"]
+    )
     with refusing_s3() as endpoint:  # the external store now refuses these credentials
-        refused = S3Credentials.model_validate({"accessKeyId": key, "secretAccessKey": secret, "sessionToken": token, "endpointUrl": endpoint})
+        refused = S3Credentials.model_validate(
+            {"accessKeyId": key, "secretAccessKey": secret, "sessionToken": token, "endpointUrl": endpoint}
+        )
         put_credentials(boto3.client("ssm"), body["output_credentials_parameter"], refused)
         drain(env)
     shard = runs(env).get_shard("refused-out", body["shard_key"])
@@ -265,8 +308,11 @@ def test_output_store_refusing_the_credentials_fails_at_once_and_leaks_nothing(e
     assert "the output store refused the credentials" in shard.last_error
     letters = dlq_reasons(env)
     capfd_out = capfd.readouterr()
-    items = boto3.client("dynamodb").query(TableName=env.run_table, KeyConditionExpression="pk = :p",
-                                           ExpressionAttributeValues={":p": {"S": "RUN#refused-out"}})["Items"]
+    items = boto3.client("dynamodb").query(
+        TableName=env.run_table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "RUN#refused-out"}},
+    )["Items"]
     assert producer_main(["status", "refused-out"]) == 1
     status_out = capfd.readouterr()
     for value in (*OUTPUT_SECRETS, *SECRET_PARTS):
@@ -284,7 +330,9 @@ def test_warm_worker_reads_refreshed_credentials_after_a_refusal(env, catalog, t
     run = runs(env).get_run("warm")
     good = S3Credentials.model_validate_json(json.dumps(json.loads(creds.read_text())))
     with refusing_s3() as endpoint:
-        put_credentials(boto3.client("ssm"), run.credentials_parameter, good.model_copy(update={"endpoint_url": endpoint}))
+        put_credentials(
+            boto3.client("ssm"), run.credentials_parameter, good.model_copy(update={"endpoint_url": endpoint})
+        )
         assert deliver(env) == []  # caches the refused credentials, then fails the shard: they are refused twice
         failed = [s for s in runs(env).shards("warm") if s.status == ShardStatus.FAILED]
         assert len(failed) == 1 and "refused" in failed[0].last_error

@@ -42,7 +42,14 @@ def test_recorded_chunks_decode_like_h5py(tmp_path, dtype, shuffle, compression)
     values = (rng.normal(0, 1000, n) if dtype.endswith(("f4", "f8")) else rng.integers(0, 100, n)).astype(dtype)
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("g/x", data=values, chunks=(CHUNK,), shuffle=shuffle, compression=compression, fillvalue=np.array(7, dtype)[()])
+        f.create_dataset(
+            "g/x",
+            data=values,
+            chunks=(CHUNK,),
+            shuffle=shuffle,
+            compression=compression,
+            fillvalue=np.array(7, dtype)[()],
+        )
     for start, stop in [(0, n), (1500, 2500), (999, 1001), (4000, n), (10, 20)]:
         chunks = _describe(path, "/g/x", start, stop)
         assert chunks is not None and chunks.dtype == np.dtype(dtype).str and chunks.shuffle == shuffle
@@ -58,7 +65,9 @@ def test_recorded_chunks_decode_like_h5py(tmp_path, dtype, shuffle, compression)
 def test_unstored_chunks_read_as_the_fill_value(tmp_path):
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
-        d = f.create_dataset("g/x", shape=(4 * CHUNK,), dtype="<f4", chunks=(CHUNK,), compression="gzip", fillvalue=np.float32(3.4e38))
+        d = f.create_dataset(
+            "g/x", shape=(4 * CHUNK,), dtype="<f4", chunks=(CHUNK,), compression="gzip", fillvalue=np.float32(3.4e38)
+        )
         d[0:CHUNK] = 1.0
         d[3 * CHUNK :] = 2.0  # chunks 1 and 2 are never written
     chunks = _describe(path, "/g/x", 500, 3500)
@@ -71,7 +80,9 @@ def test_unstored_chunks_read_as_the_fill_value(tmp_path):
 def test_filters_a_worker_cannot_decode_are_not_recorded(tmp_path):
     path = tmp_path / "t.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("g/x", data=np.arange(3 * CHUNK, dtype="<f8"), chunks=(CHUNK,), compression="gzip", fletcher32=True)
+        f.create_dataset(
+            "g/x", data=np.arange(3 * CHUNK, dtype="<f8"), chunks=(CHUNK,), compression="gzip", fletcher32=True
+        )
         f.create_dataset("g/y", data=np.arange(3 * CHUNK, dtype="<f8"))  # contiguous: no chunks
     assert _describe(path, "/g/x", 0, 10) is None
     assert _describe(path, "/g/y", 0, 10) is None
@@ -89,7 +100,14 @@ def test_bytes_that_do_not_decode_are_named():
 def test_catalog_refuses_malformed_chunk_records():
     good = dict(dtype="<f8", chunk=10, shuffle=True, deflate=True, stored=[(0, 100, 50), (10, 150, 50)])
     DatasetChunks(**good)
-    for bad in ({"dtype": ">f8"}, {"dtype": "O"}, {"chunk": 0}, {"stored": [(10, 1, 1), (0, 2, 2)]}, {"stored": [(5, 1, 1)]}, {"stored": [(0, -1, 1)]}):
+    for bad in (
+        {"dtype": ">f8"},
+        {"dtype": "O"},
+        {"chunk": 0},
+        {"stored": [(10, 1, 1), (0, 2, 2)]},
+        {"stored": [(5, 1, 1)]},
+        {"stored": [(0, -1, 1)]},
+    ):
         with pytest.raises(ValidationError):
             DatasetChunks(**{**good, **bad})
     with pytest.raises(ValidationError, match="without a segment range"):

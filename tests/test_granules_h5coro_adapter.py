@@ -44,7 +44,9 @@ def test_each_dataset_gets_its_storage_once(granule):
             "/g/two_d": "_H5CoroReads",  # no index walked here: h5coro reads it
             "/g/absent": "NoneType",
         }
-        assert isinstance(f.storage("/g/deflate"), ChunkedDataset) and isinstance(f.storage("/g/contiguous"), ContiguousTable)
+        assert isinstance(f.storage("/g/deflate"), ChunkedDataset) and isinstance(
+            f.storage("/g/contiguous"), ContiguousTable
+        )
         assert f.exists("/g/deflate") and not f.exists("/g/absent")
         assert f.fill("/g/deflate") == -1.0
         record = f.chunk_record("/g/deflate", 999, 2001)

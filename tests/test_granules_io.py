@@ -1,4 +1,5 @@
-"""Byte ranges of granules (shared/granules/io.py): exact reads, merged planned fetches, error kinds, one concurrency setting."""
+"""Byte ranges of granules (shared/granules/io.py): exact reads, merged planned fetches, error kinds,
+one concurrency setting."""
 
 from __future__ import annotations
 
@@ -63,11 +64,16 @@ def test_local_ranges_are_exact_and_counted(tmp_path):
     source = open_source(str(path), context)
     try:
         assert isinstance(source, LocalFileSource)
-        assert [bytes(b) for b in source.read_ranges([(0, 4), (90, 100)])] == [bytes([0, 1, 2, 3]), bytes(range(90, 100))]
+        assert [bytes(b) for b in source.read_ranges([(0, 4), (90, 100)])] == [
+            bytes([0, 1, 2, 3]),
+            bytes(range(90, 100)),
+        ]
         assert (context.stats.requests, context.stats.bytes) == (2, 14)
         with pytest.raises(GranuleReadError) as info:
             source.read_ranges([(95, 105)])
-        assert info.value.kind == FailureKind.CORRUPT and "truncated: 5 of the 10 bytes at offset 95" in info.value.reason
+        assert (
+            info.value.kind == FailureKind.CORRUPT and "truncated: 5 of the 10 bytes at offset 95" in info.value.reason
+        )
     finally:
         source.close()
 
@@ -109,6 +115,9 @@ def test_one_concurrency_setting():
     ],
 )
 def test_s3_errors_are_classified(code, error, kind):
-    message = f'Client error with status 400: <?xml version="1.0"?><Error><Code>{code}</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId></Error>'
+    message = (
+        "Client error with status 400: <?xml "
+        f'version="1.0"?><Error><Code>{code}</Code><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId></Error>'
+    )
     assert error_code(message) == code
     assert classify_error(error_code(message), error(message)) == kind

@@ -32,7 +32,14 @@ def test_keep_mask_needs_a_height_a_positive_sigma_and_an_accepted_flag():
     h = np.array([1.0, np.nan, 3.4028235e38, 4.0, 5.0, 6.0], np.float32)
     sigma = np.array([0.1, 0.1, 0.1, 0.0, 0.1, 0.1], np.float32)
     quality = np.array([0, 0, 0, 0, 1, 0], np.int8)
-    assert keep_mask(h, sigma, quality, (0,), np.float32(3.4028235e38).item(), None).tolist() == [True, False, False, False, False, True]
+    assert keep_mask(h, sigma, quality, (0,), np.float32(3.4028235e38).item(), None).tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
     assert keep_mask(h, sigma, None, (), None, None).tolist() == [True, False, True, False, True, True]
 
 

@@ -71,7 +71,11 @@ def test_the_handler_reports_granules_read_per_strategy_as_metrics():
 
     handler.metrics.clear_metrics()
     try:
-        handler.count_reads(ShardResult(shard_key=1, status=ShardStatus.SUCCEEDED, strategies={"recorded_chunks": 3, "latitude_search": 1}))
+        handler.count_reads(
+            ShardResult(
+                shard_key=1, status=ShardStatus.SUCCEEDED, strategies={"recorded_chunks": 3, "latitude_search": 1}
+            )
+        )
         got = {name: m["Value"] for name, m in handler.metrics.metric_set.items()}
         assert got == {"GranulesReadRecordedChunks": [3.0], "GranulesReadLatitudeSearch": [1.0]}
     finally:

@@ -29,7 +29,9 @@ def tie_points() -> tuple[np.ndarray, np.ndarray]:
     points exactly on cell edges and corners (a lattice of the base cells' halvings, the corners
     of order-6 and order-12 cells)."""
     lon = np.append(np.arange(-180, 360, 360 / 2**9), [-180.0, 180.0, 360.0])
-    lat = np.append(np.arange(-90, 90.1, 180 / 2**8), [-90.0, 90.0, np.degrees(np.arcsin(2 / 3)), -np.degrees(np.arcsin(2 / 3))])
+    lat = np.append(
+        np.arange(-90, 90.1, 180 / 2**8), [-90.0, 90.0, np.degrees(np.arcsin(2 / 3)), -np.degrees(np.arcsin(2 / 3))]
+    )
     grid_lon, grid_lat = (a.ravel() for a in np.meshgrid(lon, lat))
     cells = np.random.default_rng(4).integers(0, 12 * 4**6, 3000).astype(np.uint64)
     corners = [vertices(cells, 6, ellipsoid="WGS84"), vertices(cells << np.uint64(12), 12, ellipsoid="WGS84")]

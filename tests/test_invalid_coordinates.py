@@ -43,7 +43,9 @@ def spoil_coordinates(path, seed: int = 7) -> None:
 @pytest.fixture(scope="module")
 def spoiled(data_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("spoiled")
-    path = assemble_native(sorted((data_dir / "atl06-flat-antarctic").glob(ANTARCTIC)), folder / "ATL06_20190101001723_00540210_209_01.h5")
+    path = assemble_native(
+        sorted((data_dir / "atl06-flat-antarctic").glob(ANTARCTIC)), folder / "ATL06_20190101001723_00540210_209_01.h5"
+    )
     spoil_coordinates(path)
     return path
 

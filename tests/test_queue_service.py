@@ -25,13 +25,20 @@ pytestmark = pytest.mark.integration
 
 def dlq_messages(env) -> list[dict]:
     sqs = boto3.client("sqs")
-    got = sqs.receive_message(QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0)
+    got = sqs.receive_message(
+        QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
+    )
     return got.get("Messages", [])
 
 
 def test_run_end_to_end_matches_independent_values(env, catalog, granules, tmp_path, capfd):
     assert submit(catalog, credentials_file(tmp_path), "e2e") == 0
-    bodies = [m["Body"] for m in boto3.client("sqs").receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])]
+    bodies = [
+        m["Body"]
+        for m in boto3.client("sqs")
+        .receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        .get("Messages", [])
+    ]
     drain(env)
     shards = list(runs(env).shards("e2e"))
     n = json.loads(catalog.read_text())["metadata"]["totals"]["shards"]
@@ -47,7 +54,9 @@ def test_run_end_to_end_matches_independent_values(env, catalog, granules, tmp_p
     assert run.observations == int(ds["count"].values.sum())
     # no credential value anywhere an operator or attacker would look
     client = boto3.client("dynamodb")
-    items = client.query(TableName=env.run_table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "RUN#e2e"}})["Items"]
+    items = client.query(
+        TableName=env.run_table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "RUN#e2e"}}
+    )["Items"]
     logs = capfd.readouterr()
     for secret in SECRET_PARTS:
         assert all(secret not in b for b in bodies)
@@ -58,7 +67,9 @@ def test_run_end_to_end_matches_independent_values(env, catalog, granules, tmp_p
 
 def test_duplicate_delivery_is_processed_and_counted_once(env, catalog, tmp_path):
     assert submit(catalog, credentials_file(tmp_path), "dup", "--max-shards", "2") == 0
-    first = boto3.client("sqs").receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"][0]
+    first = boto3.client("sqs").receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)[
+        "Messages"
+    ][0]
     drain(env)
     boto3.client("sqs").send_message(QueueUrl=env.queue_url, MessageBody=first["Body"])  # at-least-once: again
     drain(env)
@@ -135,7 +146,9 @@ def test_poison_messages_go_to_the_dlq_at_once(env, catalog, tmp_path):
     sqs.send_message(QueueUrl=env.queue_url, MessageBody="{not json")
     drain(env)
     reasons = sorted(m["MessageAttributes"]["failure_reason"]["StringValue"] for m in dlq_messages(env))
-    assert any("invalid shard message" in r for r in reasons) and any("differs from the worker's grid" in r for r in reasons)
+    assert any("invalid shard message" in r for r in reasons) and any(
+        "differs from the worker's grid" in r for r in reasons
+    )
     shard = runs(env).get_shard("poison", bad["shard_key"])
     # the valid copy of that shard may have run first; then the bad copy did no work
     assert shard.status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY, ShardStatus.FAILED)
@@ -161,14 +174,21 @@ def test_store_outside_the_stack_is_refused(env, catalog, tmp_path):
 def test_expired_credentials_fail_then_refresh_and_redrive_succeed(env, catalog, tmp_path):
     assert submit(catalog, credentials_file(tmp_path), "expired", "--max-shards", "1") == 0
     run = runs(env).get_run("expired")
-    stale = S3Credentials.model_validate({"accessKeyId": "A", "secretAccessKey": "B", "sessionToken": "C", "expiration": "2020-01-01T00:00:00+00:00"})
-    boto3.client("ssm").put_parameter(Name=run.credentials_parameter, Value=stale.to_parameter_value(), Type="SecureString", Overwrite=True)
+    stale = S3Credentials.model_validate(
+        {"accessKeyId": "A", "secretAccessKey": "B", "sessionToken": "C", "expiration": "2020-01-01T00:00:00+00:00"}
+    )
+    boto3.client("ssm").put_parameter(
+        Name=run.credentials_parameter, Value=stale.to_parameter_value(), Type="SecureString", Overwrite=True
+    )
     drain(env)
     (shard,) = runs(env).shards("expired")
     assert shard.status == ShardStatus.FAILED and "expired" in shard.last_error and "redrive" in shard.last_error
     assert runs(env).get_run("expired").counts[ShardStatus.FAILED] == 1
     fresh = credentials_file(tmp_path, name="fresh.json")
-    assert producer_main(["redrive", "--run-id", "expired", "--refresh-credentials", "--credentials-file", str(fresh)]) == 0
+    assert (
+        producer_main(["redrive", "--run-id", "expired", "--refresh-credentials", "--credentials-file", str(fresh)])
+        == 0
+    )
     assert runs(env).get_shard("expired", shard.shard_key).status == ShardStatus.PENDING
     drain(env)
     run = runs(env).get_run("expired")
@@ -176,10 +196,17 @@ def test_expired_credentials_fail_then_refresh_and_redrive_succeed(env, catalog,
     assert run.counts[ShardStatus.FAILED] == 0 and sum(run.counts.values()) == 1
 
 
-def test_missing_granule_makes_a_partial_shard_naming_it_and_resubmit_mends_it(env, catalog, granules, tmp_path, capsys):
+def test_missing_granule_makes_a_partial_shard_naming_it_and_resubmit_mends_it(
+    env, catalog, granules, tmp_path, capsys
+):
     doc = json.loads(catalog.read_text())
     key = doc["shard_keys"][0]
-    doc["shards"][str(key)].append({"id": "ATL06_20220101000000_99991411_006_01.h5", "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5"})
+    doc["shards"][str(key)].append(
+        {
+            "id": "ATL06_20220101000000_99991411_006_01.h5",
+            "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5",
+        }
+    )
     catalog.write_text(json.dumps(doc))
     assert submit(catalog, credentials_file(tmp_path), "partial", "--shard", str(key)) == 0
     drain(env)
@@ -236,7 +263,11 @@ def test_large_granule_lists_travel_through_s3(env, catalog, tmp_path, monkeypat
 
     monkeypatch.setattr(submit_module, "INLINE_GRANULES_MAX_BYTES", 10)
     assert submit(catalog, credentials_file(tmp_path), "pointer", "--max-shards", "1") == 0
-    body = json.loads(boto3.client("sqs").receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)["Messages"][0]["Body"])
+    body = json.loads(
+        boto3.client("sqs").receive_message(QueueUrl=env.queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)[
+            "Messages"
+        ][0]["Body"]
+    )
     assert "granules" not in body and body["granules_url"].startswith(f"s3://{env.output_bucket}/runs/pointer/")
     drain(env)
     assert next(runs(env).shards("pointer")).status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY)
@@ -252,6 +283,8 @@ def test_submit_refuses_expired_credentials(env, catalog, tmp_path, capsys):
 def _purge_dlq(env) -> None:
     """Empty the DLQ for the next test (PurgeQueue is allowed once a minute)."""
     sqs = boto3.client("sqs")
-    while messages := sqs.receive_message(QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", []):
+    while messages := sqs.receive_message(
+        QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
+    ).get("Messages", []):
         for m in messages:
             sqs.delete_message(QueueUrl=env.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])

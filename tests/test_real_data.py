@@ -6,18 +6,20 @@ import numpy as np
 import pytest
 import xdggs
 
+from tests.conftest import GREENLAND
 from tests.independent import expected_cells, kept_points
 from tests.pipeline import assemble_native, link_granules, run_pipeline
 
 STATS = ("h_min", "h_max", "h_mean", "h_sigma", "h_variance", "h_q25", "h_q50", "h_q75")
-from tests.conftest import GREENLAND
 
 
 def assert_matches_independent(ds, expected: dict[int, dict[str, float]]) -> None:
     assert_cells_match(ds["cell_ids"].values, {name: ds[name].values for name in ("count", *STATS)}, expected)
 
 
-def assert_cells_match(cell_ids: np.ndarray, stats: dict[str, np.ndarray], expected: dict[int, dict[str, float]]) -> None:
+def assert_cells_match(
+    cell_ids: np.ndarray, stats: dict[str, np.ndarray], expected: dict[int, dict[str, float]]
+) -> None:
     """Statistics of these cells (``stats[name][i]`` for ``cell_ids[i]``) equal the independent ones."""
     count = stats["count"]
     filled = {int(c): i for i, c in enumerate(cell_ids) if count[i] > 0}
@@ -26,7 +28,9 @@ def assert_cells_match(cell_ids: np.ndarray, stats: dict[str, np.ndarray], expec
         i = filled[cell]
         assert count[i] == exp["count"]
         for name in STATS:
-            np.testing.assert_allclose(stats[name][i], exp[name], rtol=2e-6, atol=1e-4, err_msg=f"{name} in cell {cell}")
+            np.testing.assert_allclose(
+                stats[name][i], exp[name], rtol=2e-6, atol=1e-4, err_msg=f"{name} in cell {cell}"
+            )
     empty = count == 0
     for name in STATS:
         assert np.isnan(stats[name][empty]).all(), f"{name} must be NaN where a cell has no data"

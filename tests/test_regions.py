@@ -33,7 +33,9 @@ def square(lon0, lat0, size):
 
 
 def cells_of(lat, lon):
-    return np.atleast_1d(mortie.geo2mort(np.atleast_1d(np.asarray(lat, float)), np.atleast_1d(np.asarray(lon, float)), order=ORDER))
+    return np.atleast_1d(
+        mortie.geo2mort(np.atleast_1d(np.asarray(lat, float)), np.atleast_1d(np.asarray(lon, float)), order=ORDER)
+    )
 
 
 def centres(cells):
@@ -206,8 +208,10 @@ def test_simplify_keeps_ends_and_stays_within_tolerance():
 
 def test_build_command_writes_geojson_with_mortie_s_coverage(tmp_path):
     t = np.linspace(0, 2 * np.pi, 2000, endpoint=False)
-    rows = [np.column_stack([-75 + 3 * np.sin(t), 60 + 8 * np.cos(t), np.full(t.size, 1)]),
-            np.column_stack([-80 + 2 * np.sin(t), 179 + 5 * np.cos(t), np.full(t.size, 2)])]  # across 180
+    rows = [
+        np.column_stack([-75 + 3 * np.sin(t), 60 + 8 * np.cos(t), np.full(t.size, 1)]),
+        np.column_stack([-80 + 2 * np.sin(t), 179 + 5 * np.cos(t), np.full(t.size, 2)]),
+    ]  # across 180
     source = tmp_path / "basins.txt"
     np.savetxt(source, np.vstack(rows), fmt="%.7f")
     output = tmp_path / "basins.geojson"
@@ -226,7 +230,9 @@ def test_the_packaged_file_says_how_to_regenerate_it():
 def test_geojson_without_coordinates_says_what_is_missing(tmp_path):
     path = tmp_path / "broken.geojson"
     path.write_text(json.dumps({"type": "Feature", "geometry": {"type": "Polygon"}}))
-    with pytest.raises(CatalogError, match="broken.geojson: not a usable GeoJSON polygon: missing member 'coordinates'"):
+    with pytest.raises(
+        CatalogError, match="broken.geojson: not a usable GeoJSON polygon: missing member 'coordinates'"
+    ):
         read_geojson(path)
     path.write_text("{not json")
     with pytest.raises(CatalogError, match="not a usable GeoJSON polygon"):

@@ -58,8 +58,14 @@ def test_a_message_listing_a_granule_twice_counts_it_once(data_dir):
     shards = granule_shards(str(data_dir / "atl06" / GREENLAND), config, DEFAULT_GRID, ReadContext())
     key, ref = next(iter(shards.items()))
     message = ShardMessage(
-        run_id="r", shard_key=key, shard_index=0, grid=DEFAULT_GRID, config=config, store="s3://b/p/r.zarr",
-        granules=[ref, ref.model_copy(update={"chunks": None})], credentials_parameter="/stack/runs/r/read-credentials",
+        run_id="r",
+        shard_key=key,
+        shard_index=0,
+        grid=DEFAULT_GRID,
+        config=config,
+        store="s3://b/p/r.zarr",
+        granules=[ref, ref.model_copy(update={"chunks": None})],
+        credentials_parameter="/stack/runs/r/read-credentials",
     )
     written: dict[str, dict] = {}
     once = process_shard(key, [ref], config, DEFAULT_GRID, lambda stats: written.update(once=stats))

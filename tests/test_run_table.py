@@ -22,7 +22,9 @@ def record_writes(client) -> Counter:
     written: Counter = Counter()
 
     def note(params, **_):
-        items = [t.get("Update") or t.get("Put") or t.get("ConditionCheck") or {} for t in params.get("TransactItems", [])]
+        items = [
+            t.get("Update") or t.get("Put") or t.get("ConditionCheck") or {} for t in params.get("TransactItems", [])
+        ]
         items += [{"Key": params["Key"]}] if "Key" in params else []
         items += [{"Key": {k: v for k, v in params["Item"].items() if k in ("pk", "sk")}}] if "Item" in params else []
         for item in items:
@@ -43,16 +45,22 @@ def test_no_item_is_written_by_every_shard_and_counts_stay_exact(env, catalog, t
     busiest, writes = written.most_common(1)[0]
     # a shard's own item takes its start and its finish; a counter item takes ~n / COUNTER_ITEMS
     assert writes < n / 2, f"{busiest} was written {writes} times for {n} shards"
-    items = boto3.client("dynamodb").query(TableName=env.run_table, KeyConditionExpression="pk = :p AND sk = :s",
-                                           ExpressionAttributeValues={":p": {"S": "RUN#no-hot-item"}, ":s": {"S": "RUN"}})["Items"]
+    items = boto3.client("dynamodb").query(
+        TableName=env.run_table,
+        KeyConditionExpression="pk = :p AND sk = :s",
+        ExpressionAttributeValues={":p": {"S": "RUN#no-hot-item"}, ":s": {"S": "RUN"}},
+    )["Items"]
     assert not any(k.startswith("count_") for k in items[0]), "the run item carries no counter"
     assert COUNTER_ITEMS > 1
 
 
 def test_shard_items_are_lean(env, catalog, tmp_path):
     assert submit(catalog, credentials_file(tmp_path), "lean") == 0
-    items = boto3.client("dynamodb").query(TableName=env.run_table, KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
-                                           ExpressionAttributeValues={":p": {"S": "RUN#lean"}, ":s": {"S": "SHARD#"}})["Items"]
+    items = boto3.client("dynamodb").query(
+        TableName=env.run_table,
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": {"S": "RUN#lean"}, ":s": {"S": "SHARD#"}},
+    )["Items"]
     assert items and all("message" not in item for item in items)
     assert max(len(json.dumps(item)) for item in items) < 1024
     drain(env)
@@ -61,8 +69,12 @@ def test_shard_items_are_lean(env, catalog, tmp_path):
 def test_status_reads_counts_and_problem_shards_only(env, catalog, tmp_path):
     doc = json.loads(catalog.read_text())
     key = doc["shard_keys"][0]
-    doc["shards"][str(key)].append({"id": "ATL06_20220101000000_99991411_006_01.h5",
-                                    "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5"})
+    doc["shards"][str(key)].append(
+        {
+            "id": "ATL06_20220101000000_99991411_006_01.h5",
+            "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5",
+        }
+    )
     catalog.write_text(json.dumps(doc))
     assert submit(catalog, credentials_file(tmp_path), "reads") == 0
     drain(env)

@@ -51,7 +51,10 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
     doc["shards"][key].append({"id": "ATL06_gone.h5", "s3": f"s3://{BUCKET}/atl06/ATL06_gone.h5"})
     catalog.write_text(json.dumps(doc))
     capsys.readouterr()
-    assert worker_main(["--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key, "--workers", "1"]) == 0
+    assert (
+        worker_main(["--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key, "--workers", "1"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"shard {key} PARTIAL" in out and "ATL06_gone.h5: missing" in out
 
@@ -86,7 +89,10 @@ def test_signed_range_reads_pass_signature_checks(s3_granules, signed_reads_enfo
     expected = s3_granules[0].read_bytes()[1000:5000]
     assert driver.read(1000, 4000) == expected
 
-    for wrong in ({**signed_reads_enforced, "secretAccessKey": "not-the-secret"}, {"accessKeyId": "AKIAUNKNOWN000000000", "secretAccessKey": "x"}):
+    for wrong in (
+        {**signed_reads_enforced, "secretAccessKey": "not-the-secret"},
+        {"accessKeyId": "AKIAUNKNOWN000000000", "secretAccessKey": "x"},
+    ):
         refused = S3Source(location, ReadContext(s3=S3RangeReader(wrong)))
         with pytest.raises(GranuleReadError) as info:
             refused.read(0, 8)

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 def producer(*args: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "producer", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "producer", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def test_up_twice_status_env_down(tmp_path):
@@ -28,13 +30,18 @@ def test_up_twice_status_env_down(tmp_path):
         assert state["s3_delays"] == {"latency_ms": 5, "first_byte_ms": 10, "bandwidth_mbps": 0}
         again = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test", *latency)
         assert again.returncode == 0, again.stderr
-        assert json.loads((tmp_path / "stack" / "state.json").read_text())["endpoint"] == state["endpoint"]  # the same emulator
+        assert (
+            json.loads((tmp_path / "stack" / "state.json").read_text())["endpoint"] == state["endpoint"]
+        )  # the same emulator
         other = producer("stack", "up", "--state-dir", state_dir, "--stack", "cli-test")  # not what runs: said so
         assert other.returncode == 4 and "--s3-latency-ms=5" in other.stderr and "stack down" in other.stderr
         status = producer("stack", "status", "--state-dir", state_dir)
         assert status.returncode == 0 and state["endpoint"] in status.stdout and "ShardQueueUrl" in status.stdout
         assert "S3 delays: --s3-latency-ms=5 --s3-first-byte-ms=10" in status.stdout
-        exports = dict(line.removeprefix("export ").split("=", 1) for line in producer("stack", "env", "--state-dir", state_dir).stdout.splitlines())
+        exports = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in producer("stack", "env", "--state-dir", state_dir).stdout.splitlines()
+        )
         assert exports["AWS_ENDPOINT_URL"] == state["endpoint"] and exports["SHARD_QUEUE_STACK"] == "cli-test"
         runs = producer("status", env={**os.environ, **exports})
         assert runs.returncode == 0 and "no runs" in runs.stdout
@@ -47,7 +54,13 @@ def test_up_twice_status_env_down(tmp_path):
 
 
 def test_commands_without_a_stack_say_so(tmp_path):
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_MAX_ATTEMPTS": "1"}
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
     result = producer("status", env=env)
     assert result.returncode == 4 and "Traceback" not in result.stderr
     assert "cannot read stack" in result.stderr and "stack up" in result.stderr
@@ -59,8 +72,14 @@ def test_the_stack_is_found_from_any_directory(tmp_path):
     elsewhere.mkdir(parents=True)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "producer", "stack", *args], cwd=elsewhere, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "producer", "stack", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     try:
         assert run("up", "--stack", "anywhere").returncode == 0

@@ -16,14 +16,25 @@ class Runs:
 
     def __init__(self, statuses: list[ShardStatus]):
         self.records = [
-            ShardRecord(run_id="r", shard_key=i, shard_index=i, status=s, granules=1,
-                        finished_at=ENDED if s.finished else None)
+            ShardRecord(
+                run_id="r", shard_key=i, shard_index=i, status=s, granules=1, finished_at=ENDED if s.finished else None
+            )
             for i, s in enumerate(statuses)
         ]
         counts = {s: statuses.count(s) for s in ShardStatus if s.finished}
-        self.run = RunRecord(run_id="r", created_at=CREATED, catalog="c", catalog_hash="h", config={}, store="s",
-                             credentials_parameter="p", shards=len(statuses), granules=len(statuses), counts=counts,
-                             last_finished_at=ENDED if any(s.finished for s in statuses) else None)
+        self.run = RunRecord(
+            run_id="r",
+            created_at=CREATED,
+            catalog="c",
+            catalog_hash="h",
+            config={},
+            store="s",
+            credentials_parameter="p",
+            shards=len(statuses),
+            granules=len(statuses),
+            counts=counts,
+            last_finished_at=ENDED if any(s.finished for s in statuses) else None,
+        )
 
     def get_run(self, run_id):
         return self.run

@@ -24,7 +24,9 @@ def stats_for(seed: int) -> dict[str, np.ndarray]:
 
 
 def chunk_bytes(store) -> dict[str, bytes]:
-    return {str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file() and "/c/" in str(p)}
+    return {
+        str(p.relative_to(store)): p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file() and "/c/" in str(p)
+    }
 
 
 def test_template_decodes_with_xdggs(tmp_path):

@@ -11,7 +11,12 @@ from shared.settings import SQS_MAX_MESSAGE_BYTES
 
 def message(i: int, granules: int = 1) -> ShardMessage:
     return ShardMessage(
-        run_id="r", shard_key=i, shard_index=i, grid=DEFAULT_GRID, config=load_config(), store="s3://b/p/r.zarr",
+        run_id="r",
+        shard_key=i,
+        shard_index=i,
+        grid=DEFAULT_GRID,
+        config=load_config(),
+        store="s3://b/p/r.zarr",
         granules=[{"id": f"g{i}-{k}", "s3": f"s3://src/g{i}-{k}.h5"} for k in range(granules)],
         credentials_parameter="/stack/runs/r/read-credentials",
     )

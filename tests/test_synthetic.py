@@ -142,8 +142,10 @@ def test_tracks_are_antarctic_great_circles_with_the_beam_layout(tiny):
         np.testing.assert_allclose(step, 500.0, rtol=0.01)  # Earth rotation adds < 1 %
         assert np.all(np.diff(b["delta_time"]) > 0)
         assert np.all(np.diff(b["segment_id"]) == 25)  # 500 m in 20 m steps
+
     def across(a, b):
         return distance_m(beams[a]["latitude"], beams[a]["longitude"], beams[b]["latitude"], beams[b]["longitude"])
+
     np.testing.assert_allclose(across("gt1l", "gt1r"), 90.0, rtol=1e-3)
     np.testing.assert_allclose(across("gt1r", "gt2r"), 3300.0, rtol=1e-3)
     np.testing.assert_allclose(across("gt2l", "gt3l"), 3300.0, rtol=1e-3)
@@ -225,7 +227,9 @@ def test_bad_parameters_raise():
 
 
 def test_cli_writes_and_reports(tmp_path, capsys):
-    rc = synthetic.main(["--output", str(tmp_path), "--granules", "2", "--segments", "300", "--spacing", "500", "--through", "-80,10"])
+    rc = synthetic.main(
+        ["--output", str(tmp_path), "--granules", "2", "--segments", "300", "--spacing", "500", "--through", "-80,10"]
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert rc == 0
     assert len(lines) == 3
@@ -257,5 +261,7 @@ def test_cli_bad_arguments_give_one_line(tmp_path, capsys, args):
 
 
 def test_module_runs_with_help():
-    out = subprocess.run([sys.executable, "-m", "producer.synthetic", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "producer.synthetic", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--through" in out.stdout

@@ -34,13 +34,26 @@ STACK = "shards-test"
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 OUTPUT_NAMES = {
-    settings.OUTPUT_QUEUE_URL, settings.OUTPUT_QUEUE_ARN, settings.OUTPUT_DLQ_URL, settings.OUTPUT_DLQ_ARN,
-    settings.OUTPUT_TABLE, settings.OUTPUT_BUCKET, settings.OUTPUT_PREFIX, settings.OUTPUT_PARAMETER_PREFIX,
-    settings.OUTPUT_FUNCTION, settings.OUTPUT_FUNCTION_MEMORY, settings.OUTPUT_FUNCTION_TIMEOUT,
+    settings.OUTPUT_QUEUE_URL,
+    settings.OUTPUT_QUEUE_ARN,
+    settings.OUTPUT_DLQ_URL,
+    settings.OUTPUT_DLQ_ARN,
+    settings.OUTPUT_TABLE,
+    settings.OUTPUT_BUCKET,
+    settings.OUTPUT_PREFIX,
+    settings.OUTPUT_PARAMETER_PREFIX,
+    settings.OUTPUT_FUNCTION,
+    settings.OUTPUT_FUNCTION_MEMORY,
+    settings.OUTPUT_FUNCTION_TIMEOUT,
 }
 ENV_NAMES = {
-    settings.ENV_RUN_TABLE, settings.ENV_OUTPUT_BUCKET, settings.ENV_OUTPUT_PREFIX,
-    settings.ENV_PARAMETER_PREFIX, settings.ENV_DEADLINE_MARGIN, settings.ENV_DLQ_URL, settings.ENV_MAX_RECEIVE_COUNT,
+    settings.ENV_RUN_TABLE,
+    settings.ENV_OUTPUT_BUCKET,
+    settings.ENV_OUTPUT_PREFIX,
+    settings.ENV_PARAMETER_PREFIX,
+    settings.ENV_DEADLINE_MARGIN,
+    settings.ENV_DLQ_URL,
+    settings.ENV_MAX_RECEIVE_COUNT,
 }
 
 
@@ -54,8 +67,12 @@ def sam_template() -> dict:
 
 @pytest.fixture(scope="module")
 def aws():
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-           "AWS_DEFAULT_REGION": REGION}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
     with mock.patch.dict(os.environ, env), mock_aws():
         yield lambda service: boto3.client(service, region_name=REGION)
 
@@ -86,8 +103,12 @@ def _resources(template: dict, type_: str) -> dict[str, dict]:
 def _sub(value, outputs_account: str, stack: str = STACK) -> str:
     """Render a Fn::Sub of pseudo parameters only, as CloudFormation would in moto's account."""
     text = value["Fn::Sub"] if isinstance(value, dict) else value
-    return (text.replace("${AWS::Partition}", "aws").replace("${AWS::Region}", REGION)
-            .replace("${AWS::AccountId}", outputs_account).replace("${AWS::StackName}", stack))
+    return (
+        text.replace("${AWS::Partition}", "aws")
+        .replace("${AWS::Region}", REGION)
+        .replace("${AWS::AccountId}", outputs_account)
+        .replace("${AWS::StackName}", stack)
+    )
 
 
 # -- the template itself ----------------------------------------------------------------------------
@@ -218,12 +239,19 @@ def test_iam_scopes(translated):
     assert by_action["sqs:ReceiveMessage"][0]["Resource"] == {"Fn::GetAtt": ["ShardQueue", "Arn"]}
     assert by_action["sqs:SendMessage"][0]["Resource"] == {"Fn::GetAtt": ["ShardDeadLetterQueue", "Arn"]}
     assert by_action["kms:Decrypt"][0]["Condition"]["StringEquals"]["kms:ViaService"] == {
-        "Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"}
-    writes = {json.dumps(s["Resource"]) for a in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload") for s in by_action[a]}
+        "Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"
+    }
+    writes = {
+        json.dumps(s["Resource"])
+        for a in ("s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
+        for s in by_action[a]
+    }
     assert writes == {json.dumps({"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"})}
     reads = {json.dumps(s["Resource"]) for s in by_action["s3:GetObject"]}
-    assert reads == {json.dumps({"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}),
-                     json.dumps({"Fn::Sub": "${OutputBucket.Arn}/" + settings.RUN_FILES_PREFIX + "*"})}
+    assert reads == {
+        json.dumps({"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}),
+        json.dumps({"Fn::Sub": "${OutputBucket.Arn}/" + settings.RUN_FILES_PREFIX + "*"}),
+    }
     listing = by_action["s3:ListBucket"][0]
     assert listing["Condition"]["StringLike"]["s3:prefix"] == {"Fn::Sub": "${OutputPrefix}*"}
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"):
@@ -260,24 +288,27 @@ def test_event_source_mapping(aws, outputs, function_config):
 
 
 def test_queue_visibility_is_six_times_the_function_timeout(aws, outputs, function_config):
-    attributes = aws("sqs").get_queue_attributes(
-        QueueUrl=outputs[settings.OUTPUT_QUEUE_URL], AttributeNames=["All"])["Attributes"]
+    attributes = aws("sqs").get_queue_attributes(QueueUrl=outputs[settings.OUTPUT_QUEUE_URL], AttributeNames=["All"])[
+        "Attributes"
+    ]
     assert function_config["Timeout"] == 720
     assert int(attributes["VisibilityTimeout"]) >= 6 * function_config["Timeout"]
 
 
 def test_redrive_to_the_dead_letter_queue(aws, outputs):
     sqs = aws("sqs")
-    attributes = sqs.get_queue_attributes(QueueUrl=outputs[settings.OUTPUT_QUEUE_URL],
-                                          AttributeNames=["RedrivePolicy"])["Attributes"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=outputs[settings.OUTPUT_QUEUE_URL], AttributeNames=["RedrivePolicy"]
+    )["Attributes"]
     policy = json.loads(attributes["RedrivePolicy"])
     assert int(policy["maxReceiveCount"]) >= 5
     assert policy["deadLetterTargetArn"] == outputs[settings.OUTPUT_DLQ_ARN]
 
 
 def test_dead_letter_queue(aws, outputs, translated):
-    attributes = aws("sqs").get_queue_attributes(
-        QueueUrl=outputs[settings.OUTPUT_DLQ_URL], AttributeNames=["All"])["Attributes"]
+    attributes = aws("sqs").get_queue_attributes(QueueUrl=outputs[settings.OUTPUT_DLQ_URL], AttributeNames=["All"])[
+        "Attributes"
+    ]
     assert int(attributes["MessageRetentionPeriod"]) == 14 * 24 * 3600
     # moto does not return RedriveAllowPolicy: check the template's, rendered for this stack.
     allow = translated["Resources"]["ShardDeadLetterQueue"]["Properties"]["RedriveAllowPolicy"]
@@ -307,21 +338,31 @@ def test_function_configuration(outputs, function_config):
 def test_run_table(aws, outputs):
     table = aws("dynamodb").describe_table(TableName=outputs[settings.OUTPUT_TABLE])["Table"]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["KeySchema"] == [{"AttributeName": settings.TABLE_PK, "KeyType": "HASH"},
-                                  {"AttributeName": settings.TABLE_SK, "KeyType": "RANGE"}]
+    assert table["KeySchema"] == [
+        {"AttributeName": settings.TABLE_PK, "KeyType": "HASH"},
+        {"AttributeName": settings.TABLE_SK, "KeyType": "RANGE"},
+    ]
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    assert types == {settings.TABLE_PK: "S", settings.TABLE_SK: "S", settings.TABLE_GSI_PK: "S", settings.TABLE_GSI_SK: "S"}
+    assert types == {
+        settings.TABLE_PK: "S",
+        settings.TABLE_SK: "S",
+        settings.TABLE_GSI_PK: "S",
+        settings.TABLE_GSI_SK: "S",
+    }
     (index,) = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == settings.TABLE_GSI
-    assert index["KeySchema"] == [{"AttributeName": settings.TABLE_GSI_PK, "KeyType": "HASH"},
-                                  {"AttributeName": settings.TABLE_GSI_SK, "KeyType": "RANGE"}]
+    assert index["KeySchema"] == [
+        {"AttributeName": settings.TABLE_GSI_PK, "KeyType": "HASH"},
+        {"AttributeName": settings.TABLE_GSI_SK, "KeyType": "RANGE"},
+    ]
     assert index["Projection"]["ProjectionType"] == "ALL"
 
 
 def test_output_bucket(aws, outputs, translated):
     s3 = aws("s3")
-    rules = s3.get_bucket_encryption(Bucket=outputs[settings.OUTPUT_BUCKET])[
-        "ServerSideEncryptionConfiguration"]["Rules"]
+    rules = s3.get_bucket_encryption(Bucket=outputs[settings.OUTPUT_BUCKET])["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     # moto's CloudFormation does not apply these: checked in the template.
     props = translated["Resources"]["OutputBucket"]["Properties"]
@@ -335,7 +376,9 @@ def test_dead_letter_alarm(translated):
     (alarm,) = _resources(translated, "AWS::CloudWatch::Alarm").values()
     props = alarm["Properties"]
     assert props["Namespace"] == "AWS/SQS" and props["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ShardDeadLetterQueue", "QueueName"]}}]
+    assert props["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ShardDeadLetterQueue", "QueueName"]}}
+    ]
     assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["Threshold"] == 0
     assert translated["Resources"]["AlarmTopic"]["Condition"] == "HasAlarmEmail"
 
@@ -367,15 +410,17 @@ def test_disable_emulated_event_sources_keeps_settings(aws, translated):
     """A second stack: moto would otherwise receive each sent message once itself (see deploy.py)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Tried to parse AWS::")
-        out = deploy.deploy_stack(aws("cloudformation"), "shards-emulated", translated,
-                                  {"ReservedConcurrency": 4, "MaximumConcurrency": 3})
+        out = deploy.deploy_stack(
+            aws("cloudformation"), "shards-emulated", translated, {"ReservedConcurrency": 4, "MaximumConcurrency": 3}
+        )
     (mapping,) = deploy.disable_emulated_event_sources(aws("lambda"), out[settings.OUTPUT_FUNCTION])
     assert mapping["State"] == "Disabled"
     assert mapping["BatchSize"] == 1 and mapping["ScalingConfig"] == {"MaximumConcurrency": 3}
     sqs = aws("sqs")
     sqs.send_message(QueueUrl=out[settings.OUTPUT_QUEUE_URL], MessageBody="{}")
-    (message,) = sqs.receive_message(QueueUrl=out[settings.OUTPUT_QUEUE_URL],
-                                     MessageSystemAttributeNames=["ApproximateReceiveCount"])["Messages"]
+    (message,) = sqs.receive_message(
+        QueueUrl=out[settings.OUTPUT_QUEUE_URL], MessageSystemAttributeNames=["ApproximateReceiveCount"]
+    )["Messages"]
     assert message["Attributes"]["ApproximateReceiveCount"] == "1"
 
 
@@ -389,16 +434,26 @@ class _FakeCloudFormation:
         from botocore.exceptions import ClientError
 
         if self.status is None:
-            raise ClientError({"Error": {"Code": "ValidationError", "Message": f"Stack with id {StackName} does not exist"}},
-                              "DescribeStacks")
+            raise ClientError(
+                {"Error": {"Code": "ValidationError", "Message": f"Stack with id {StackName} does not exist"}},
+                "DescribeStacks",
+            )
         return {"Stacks": [{"StackName": StackName, "StackStatus": self.status}]}
 
     def create_stack(self, **request):
         self.status = "ROLLBACK_COMPLETE"
 
     def describe_stack_events(self, StackName):  # noqa: N803
-        return {"StackEvents": [{"LogicalResourceId": "WorkerFunction", "ResourceType": "AWS::Lambda::Function",
-                                 "ResourceStatus": "CREATE_FAILED", "ResourceStatusReason": "Code not found"}]}
+        return {
+            "StackEvents": [
+                {
+                    "LogicalResourceId": "WorkerFunction",
+                    "ResourceType": "AWS::Lambda::Function",
+                    "ResourceStatus": "CREATE_FAILED",
+                    "ResourceStatusReason": "Code not found",
+                }
+            ]
+        }
 
 
 def test_deploy_failure_names_the_failing_resource(translated):
@@ -427,8 +482,10 @@ def test_worker_package_under_lambda_limit():
         try:
             package_size.build_package(target, offline=True)
         except package_size.BuildError as error:
-            pytest.skip(f"aarch64 wheels not in uv's cache (run `python bench/package_size.py` online once): "
-                        f"{str(error).splitlines()[0]}")
+            pytest.skip(
+                f"aarch64 wheels not in uv's cache (run `python bench/package_size.py` online once): "
+                f"{str(error).splitlines()[0]}"
+            )
         total, parts = package_size.measure(target)
         names = {name for name, _ in parts}
         assert {"worker", "shared", "numpy", "zarr", "h5coro", "mortie"} <= names

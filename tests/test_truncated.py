@@ -41,7 +41,11 @@ def shard(granules) -> tuple[int, dict[str, GranuleRef]]:
     of each granule there (the truncated one's was made before it was cut)."""
     whole = cataloged(granules["whole"])
     key = max(whole, key=lambda k: (len(whole[k].segments), sum(b - a for a, b in whole[k].segments.values())))
-    refs = {"truncated": whole[key].model_copy(update={"id": granules["truncated"].name, "path": str(granules["truncated"])})}
+    refs = {
+        "truncated": whole[key].model_copy(
+            update={"id": granules["truncated"].name, "path": str(granules["truncated"])}
+        )
+    }
     for name in ("left", "right"):
         refs[name] = cataloged(granules[name])[key]
     return key, refs
@@ -58,7 +62,9 @@ def assert_partial_with_the_good_granules(key: int, refs: dict[str, GranuleRef],
     assert result.status == ShardStatus.PARTIAL and result.granules_read == 2, result.summary()
     (failure,) = result.granules_failed
     assert failure.granule == refs["truncated"].id and failure.kind == FailureKind.CORRUPT
-    assert refs["truncated"].id in failure.reason and "truncated: " in failure.reason and "shorter than" in failure.reason
+    assert (
+        refs["truncated"].id in failure.reason and "truncated: " in failure.reason and "shorter than" in failure.reason
+    )
     alone, expected = process(key, [refs["left"], refs["right"]], context())
     assert alone.status == ShardStatus.SUCCEEDED and result.observations == alone.observations > 0
     assert sum(result.strategies.values()) == result.granules_read and result.strategies == alone.strategies
@@ -99,7 +105,10 @@ def drivers_read_like_files(driver, size: int) -> None:
     assert len(read_exact(driver, size - 10, 10)) == 10
     assert_truncated(lambda pos, n: read_exact(driver, pos, n), size - 10, 11)
     # many ranges in one call (obstore's get_ranges on S3): every byte of each, or CORRUPT
-    assert [bytes(b) for b in driver.read_ranges([(0, 8), (size - 10, size)])] == [driver.read(0, 8), driver.read(size - 10, 10)]
+    assert [bytes(b) for b in driver.read_ranges([(0, 8), (size - 10, size)])] == [
+        driver.read(0, 8),
+        driver.read(size - 10, 10),
+    ]
     assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size - 10, 11)  # runs past the end
     assert_truncated(lambda pos, n: driver.read_ranges([(0, 8), (pos, pos + n)]), size + 5000, 1)  # starts past it
 

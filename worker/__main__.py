@@ -22,13 +22,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--catalog", help="shard map JSON (python -m producer catalog)")
     parser.add_argument("--store", help="output Zarr store: a local path or s3://bucket/prefix.zarr")
     parser.add_argument("--config", help="pipeline config YAML (default: the shipped ATL06 config)")
-    parser.add_argument("--shard", type=int, action="append", metavar="KEY", help="process only this shard (repeatable)")
+    parser.add_argument(
+        "--shard", type=int, action="append", metavar="KEY", help="process only this shard (repeatable)"
+    )
     parser.add_argument("--max-shards", type=int, metavar="N", help="process at most N shards")
     parser.add_argument("--workers", type=int, metavar="N", help="shards (or with --local, worker processes) at a time")
     local = parser.add_argument_group("queue worker (--local)")
-    local.add_argument("--local", action="store_true", help="poll the stack's shard queue and run the Lambda handler here")
-    local.add_argument("--until-empty", action="store_true", help="exit when the queue and the work in flight are drained")
-    local.add_argument("--visibility-timeout", type=int, metavar="S", help="receive with this visibility timeout instead of the queue's")
+    local.add_argument(
+        "--local", action="store_true", help="poll the stack's shard queue and run the Lambda handler here"
+    )
+    local.add_argument(
+        "--until-empty", action="store_true", help="exit when the queue and the work in flight are drained"
+    )
+    local.add_argument(
+        "--visibility-timeout",
+        type=int,
+        metavar="S",
+        help="receive with this visibility timeout instead of the queue's",
+    )
     local.add_argument("--log-file", help="append the function's JSON log lines here instead of the terminal")
     local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
     args = parser.parse_args(argv)
@@ -52,7 +63,13 @@ def process_catalog(args: argparse.Namespace) -> int:
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
     keys = shard_map.select(args.shard, args.max_shards)
-    create_template(args.store, shard_map.shard_keys, config, shard_map.grid_signature, {"catalog": shard_map.metadata.model_dump(mode="json")})
+    create_template(
+        args.store,
+        shard_map.shard_keys,
+        config,
+        shard_map.grid_signature,
+        {"catalog": shard_map.metadata.model_dump(mode="json")},
+    )
     counts: dict[str, int] = {}
     observations = 0
     for result in run_local(shard_map, keys, config, args.store, args.workers):

@@ -8,7 +8,9 @@ from shared.config import PipelineConfig
 from shared.reducers import group_points, reduce
 
 
-def aggregate(cell: np.ndarray, h: np.ndarray, sigma: np.ndarray, config: PipelineConfig, n_cells: int) -> dict[str, np.ndarray]:
+def aggregate(
+    cell: np.ndarray, h: np.ndarray, sigma: np.ndarray, config: PipelineConfig, n_cells: int
+) -> dict[str, np.ndarray]:
     """Every configured statistic for cells ``0..n_cells-1``; empty cells hold the reducer's fill value."""
     groups = group_points(cell, h, sigma, n_cells)
     out = {}

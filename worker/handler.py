@@ -41,12 +41,16 @@ def services() -> Services:
 def count_reads(result: ShardResult) -> None:
     """Granules read per read strategy: metric GranulesRead<Strategy> (e.g. GranulesReadRecordedChunks)."""
     for strategy, granules in result.strategies.items():
-        metrics.add_metric(name="GranulesRead" + strategy.title().replace("_", ""), unit=MetricUnit.Count, value=granules)
+        metrics.add_metric(
+            name="GranulesRead" + strategy.title().replace("_", ""), unit=MetricUnit.Count, value=granules
+        )
 
 
 def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    time_left = (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else (lambda: float("inf"))
+    time_left = (
+        (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else (lambda: float("inf"))
+    )
     outcome = handle(record.body, receive_count, services(), time_left, logger, on_result=count_reads)
     metrics.add_metric(name=f"Shards{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
     if outcome is Outcome.RETRY:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterator
 
 from shared.catalog import GranuleRef, ShardMap
 from shared.config import PipelineConfig
@@ -32,12 +32,16 @@ def run_one(job: LocalJob, config: PipelineConfig, store: str) -> ShardResult:
     needs_s3 = any(g.s3 for g in job.granules)
     context = ReadContext(s3=S3RangeReader() if needs_s3 else None)
     try:
-        return process_shard(job.shard_key, job.granules, config, job.grid, partial(write_shard, store, job.shard_index), context)
+        return process_shard(
+            job.shard_key, job.granules, config, job.grid, partial(write_shard, store, job.shard_index), context
+        )
     except Exception as exc:  # a shard that cannot be written is FAILED, the others go on
         return ShardResult(shard_key=job.shard_key, status=ShardStatus.FAILED, error=" ".join(str(exc).split()))
 
 
-def run_local(shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None) -> Iterator[ShardResult]:
+def run_local(
+    shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None
+) -> Iterator[ShardResult]:
     """Yield each shard's result as it finishes. Shards run in separate processes (CPU-bound)."""
     jobs = [LocalJob(k, shard_map.shard_index(k), shard_map.shards[k], shard_map.grid_signature) for k in keys]
     workers = workers or min(len(jobs), os.cpu_count() or 1)

@@ -21,8 +21,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError
@@ -53,9 +54,15 @@ def read_mapping(function_name: str, lambda_client: Any = None, sqs: Any = None)
     sqs = sqs or boto3.client("sqs")
     function = lam.get_function(FunctionName=function_name)
     config = function["Configuration"]
-    mappings = [m for m in lam.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"] if ":sqs:" in m["EventSourceArn"]]
+    mappings = [
+        m
+        for m in lam.list_event_source_mappings(FunctionName=function_name)["EventSourceMappings"]
+        if ":sqs:" in m["EventSourceArn"]
+    ]
     if not mappings:
-        raise StackError(f"function {function_name} has no SQS event source mapping: was the stack deployed from this template.yaml?")
+        raise StackError(
+            f"function {function_name} has no SQS event source mapping: was the stack deployed from this template.yaml?"
+        )
     mapping = mappings[0]
     reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
     maximum = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
@@ -94,17 +101,22 @@ class LambdaContext:
 def sqs_event(messages: list[dict], queue_arn: str) -> dict:
     """The event Lambda builds from received SQS messages."""
     region = queue_arn.split(":")[3]
-    return {"Records": [{
-        "messageId": m["MessageId"],
-        "receiptHandle": m["ReceiptHandle"],
-        "body": m["Body"],
-        "attributes": m.get("Attributes", {}),
-        "messageAttributes": m.get("MessageAttributes", {}),
-        "md5OfBody": m.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": region,
-    } for m in messages]}
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
 
 
 class QueueUnavailable(RunError):
@@ -160,12 +172,12 @@ class StopRequests:
     def _record(self, signum: int, frame: Any) -> None:
         self.received.append(signum)
 
-    def listen(self) -> "StopRequests":
+    def listen(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():  # only there can Python handle signals
             self._previous = {s: signal.signal(s, self._record) for s in STOP_SIGNALS}
         return self
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         return self.listen()
 
     def __exit__(self, *exc: object) -> None:
@@ -180,8 +192,15 @@ class StopRequests:
             time.sleep(min(TICK_SECONDS, left))
 
 
-def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_timeout: int | None,
-              log_path: str | None = None, runner_pid: int | None = None) -> None:
+def poll_loop(
+    mapping: Mapping,
+    stop: Any,
+    busy: Any,
+    slot: int,
+    visibility_timeout: int | None,
+    log_path: str | None = None,
+    runner_pid: int | None = None,
+) -> None:
     """One worker process: receive, invoke, delete what succeeded, until asked to stop.
 
     It stops after the record in hand when the runner sets ``stop``, when a stop signal reaches
@@ -206,8 +225,12 @@ def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_time
     try:
         while carry_on():
             messages = sqs.receive_message(
-                QueueUrl=mapping.queue_url, MaxNumberOfMessages=mapping.batch_size, WaitTimeSeconds=POLL_WAIT_SECONDS,
-                AttributeNames=["All"], MessageAttributeNames=["All"], **extra,
+                QueueUrl=mapping.queue_url,
+                MaxNumberOfMessages=mapping.batch_size,
+                WaitTimeSeconds=POLL_WAIT_SECONDS,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                **extra,
             ).get("Messages", [])
             if messages:
                 busy[slot] = 1
@@ -224,8 +247,13 @@ def poll_loop(mapping: Mapping, stop: Any, busy: Any, slot: int, visibility_time
 
 def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any) -> None:
     """Invoke the handler with one batch, as Lambda would, and delete the records it did not report as failed."""
-    context = LambdaContext(mapping.function_name, mapping.function_arn, mapping.memory_mb,
-                            time.monotonic() + mapping.timeout_s, aws_request_id=str(uuid.uuid4()))
+    context = LambdaContext(
+        mapping.function_name,
+        mapping.function_arn,
+        mapping.memory_mb,
+        time.monotonic() + mapping.timeout_s,
+        aws_request_id=str(uuid.uuid4()),
+    )
     try:
         response = lambda_handler(sqs_event(messages, mapping.queue_arn), context)
         failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
@@ -233,14 +261,29 @@ def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any
         failed = {m["MessageId"] for m in messages}
     done = [m for m in messages if m["MessageId"] not in failed]
     if done:
-        sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
-        ])
+        sqs.delete_message_batch(
+            QueueUrl=mapping.queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+        )
 
 
 def queue_drained(sqs: Any, queue_url: str) -> bool:
-    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"])["Attributes"]
-    return all(int(attrs.get(k, 0)) == 0 for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"))
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return all(
+        int(attrs.get(k, 0)) == 0
+        for k in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
 
 
 class Workers:
@@ -304,8 +347,10 @@ def supervise(workers: Workers, until_empty: bool, requests: StopRequests, log: 
     while True:
         requests.nap(1.0)
         if requests.received:
-            log("stopping: letting records in flight finish (unfinished ones return to the queue; "
-                "signal again to stop now)")
+            log(
+                "stopping: letting records in flight finish (unfinished ones return to the queue; "
+                "signal again to stop now)"
+            )
             return 0
         if code := workers.replace_dead(log):
             raise unavailable(code, queue_url, sqs.meta.endpoint_url)
@@ -346,8 +391,10 @@ def run(
     count = min(mapping.concurrency, concurrency or mapping.concurrency)
     with StopRequests() as requests:
         workers = Workers(mapping, count, visibility_timeout, log_path)
-        log(f"polling {mapping.queue_url} with {count} worker process(es) (batch size {mapping.batch_size}, "
-            f"timeout {mapping.timeout_s} s)" + (f"; function logs: {log_path}" if log_path else ""))
+        log(
+            f"polling {mapping.queue_url} with {count} worker process(es) (batch size {mapping.batch_size}, "
+            f"timeout {mapping.timeout_s} s)" + (f"; function logs: {log_path}" if log_path else "")
+        )
         grace = mapping.timeout_s + 10
         try:
             return supervise(workers, until_empty, requests, log)

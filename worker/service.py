@@ -10,9 +10,10 @@ Outcomes:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SSMProvider
@@ -56,9 +57,11 @@ class Services:
         self.parameters = SSMProvider(boto3_client=self.ssm)
 
     @classmethod
-    def from_env(cls) -> "Services":
+    def from_env(cls) -> Services:
         settings = WorkerSettings.from_env()
-        return cls(settings, RunStatusStore(settings.run_table), boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3"))
+        return cls(
+            settings, RunStatusStore(settings.run_table), boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3")
+        )
 
     def credentials(self, name: str, refresh: bool = False) -> S3Credentials:
         """From SSM, cached for a warm container; ``refresh`` reads the parameter again at once.
@@ -67,7 +70,9 @@ class Services:
         are read again once, since the operator may have refreshed the parameter meanwhile.
         """
         if not self.settings.allows_parameter(name):
-            raise PoisonMessage(f"credentials parameter {name} is outside this stack's prefix {self.settings.parameter_prefix}")
+            raise PoisonMessage(
+                f"credentials parameter {name} is outside this stack's prefix {self.settings.parameter_prefix}"
+            )
         credentials = read_parameter(self.parameters, name, CREDENTIALS_CACHE_SECONDS, refresh)
         if credentials.expired() and not refresh:
             credentials = read_parameter(self.parameters, name, CREDENTIALS_CACHE_SECONDS, refresh=True)
@@ -84,8 +89,10 @@ def dead_letter(services: Services, body: str, reason: str, attributes: dict[str
     services.sqs.send_message(
         QueueUrl=services.settings.dead_letter_queue_url,
         MessageBody=body,
-        MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in {
-            FAILURE_REASON: redact(reason)[:1000], **attributes}.items()},
+        MessageAttributes={
+            k: {"DataType": "String", "StringValue": v}
+            for k, v in {FAILURE_REASON: redact(reason)[:1000], **attributes}.items()
+        },
     )
     return Outcome.DEAD_LETTERED
 
@@ -93,9 +100,22 @@ def dead_letter(services: Services, body: str, reason: str, attributes: dict[str
 class Invocation:
     """One message's handling: it holds the shard from a successful start until it ends it."""
 
-    def __init__(self, body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any,
-                 on_result: Callable[[ShardResult], None] = lambda result: None):
-        self.body, self.receive_count, self.services, self.time_left, self.log = body, receive_count, services, time_left, log
+    def __init__(
+        self,
+        body: str,
+        receive_count: int,
+        services: Services,
+        time_left: Callable[[], float],
+        log: Any,
+        on_result: Callable[[ShardResult], None] = lambda result: None,
+    ):
+        self.body, self.receive_count, self.services, self.time_left, self.log = (
+            body,
+            receive_count,
+            services,
+            time_left,
+            log,
+        )
         self.on_result = on_result
         self.holder = uuid.uuid4().hex  # only this invocation may end the shard once it holds it
         self.run_id, self.shard_key = peek_ids(body)
@@ -111,7 +131,9 @@ class Invocation:
             try:
                 recorded = "yes" if self.services.runs.fail(self.run_id, self.shard_key, reason, self.holder) else "no"
             except (ClientError, BotoCoreError) as exc:
-                self.log.error("cannot record the failure on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"})
+                self.log.error(
+                    "cannot record the failure on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"}
+                )
         ids = {"run_id": self.run_id or "", "shard_key": "" if self.shard_key is None else str(self.shard_key)}
         return dead_letter(self.services, self.body, reason, {**ids, RECORDED: recorded})
 
@@ -121,14 +143,24 @@ class Invocation:
             return self.give_up(f"gave up after {self.receive_count} attempts: {reason}")
         self.log.warning("will retry", extra={"reason": reason})
         try:
-            self.services.runs.retry_later(self.run_id, self.shard_key, f"attempt {self.receive_count}: {reason}", self.holder)
+            self.services.runs.retry_later(
+                self.run_id, self.shard_key, f"attempt {self.receive_count}: {reason}", self.holder
+            )
         except (ClientError, BotoCoreError) as exc:  # the message comes back anyway; the next receive records
-            self.log.error("cannot record the retry on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"})
+            self.log.error(
+                "cannot record the retry on the shard record", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
         return Outcome.RETRY
 
 
-def handle(body: str, receive_count: int, services: Services, time_left: Callable[[], float], log: Any,
-           on_result: Callable[[ShardResult], None] = lambda result: None) -> Outcome:
+def handle(
+    body: str,
+    receive_count: int,
+    services: Services,
+    time_left: Callable[[], float],
+    log: Any,
+    on_result: Callable[[ShardResult], None] = lambda result: None,
+) -> Outcome:
     """Process one shard message. Never raises for the shard's own problems: they are recorded.
     ``on_result`` is given the shard's result once its granules have been read (for metrics)."""
     invocation = Invocation(body, receive_count, services, time_left, log, on_result)
@@ -137,7 +169,9 @@ def handle(body: str, receive_count: int, services: Services, time_left: Callabl
     except ValidationError as exc:
         first = exc.errors()[0]
         return invocation.give_up(
-            f"invalid shard message: {exc.error_count()} error(s), first: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+            f"invalid shard message: {exc.error_count()} error(s), first: "
+            f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+        )
 
     log.append_keys(run_id=message.run_id, shard_key=str(message.shard_key))
     try:
@@ -156,15 +190,22 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
     runs, settings = services.runs, services.settings
 
     if message.grid != DEFAULT_GRID:
-        return invocation.give_up(f"grid {message.grid.model_dump()} differs from the worker's grid {DEFAULT_GRID.model_dump()}")
+        return invocation.give_up(
+            f"grid {message.grid.model_dump()} differs from the worker's grid {DEFAULT_GRID.model_dump()}"
+        )
     if not settings.allows_store(message.store):
-        return invocation.give_up(f"refusing to write {message.store}: this stack writes only under {settings.output_root}")
+        return invocation.give_up(
+            f"refusing to write {message.store}: this stack writes only under {settings.output_root}"
+        )
 
     start = runs.start(message.run_id, message.shard_key, message.digest(), invocation.holder)
     if start.outcome is StartOutcome.NO_RECORD:
         return invocation.give_up("no shard record for this run and shard: submit it with python -m producer")
     if start.outcome is StartOutcome.DISAGREES:
-        return invocation.give_up(f"this message is not the one submitted for shard {message.shard_key}: {_disagreement(message, start.record)}")
+        return invocation.give_up(
+            f"this message is not the one submitted for shard {message.shard_key}: "
+            f"{_disagreement(message, start.record)}"
+        )
     if start.outcome is StartOutcome.FINISHED:
         log.info("shard already finished; redelivered message ignored", extra={"status": start.record.status})
         return Outcome.DONE
@@ -190,12 +231,24 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
         first = next(f for f in result.granules_failed if f.kind == FailureKind.TRANSIENT)
         return invocation.retry(f"transient read errors, first: {first.reason}")
     counted = runs.finish(message.run_id, result, invocation.holder)
-    log.info("shard finished", extra={"status": result.status, "observations": result.observations, "counted": counted,
-                                      "strategies": result.strategies,
-                                      "granules_failed": len(result.granules_failed), "duration_s": round(result.duration_s, 3)})
+    log.info(
+        "shard finished",
+        extra={
+            "status": result.status,
+            "observations": result.observations,
+            "counted": counted,
+            "strategies": result.strategies,
+            "granules_failed": len(result.granules_failed),
+            "duration_s": round(result.duration_s, 3),
+        },
+    )
     if result.status == ShardStatus.FAILED:
-        return dead_letter(services, invocation.body, result.error or "no granule could be read",
-                           {"run_id": message.run_id, "shard_key": str(message.shard_key), RECORDED: "yes" if counted else "no"})
+        return dead_letter(
+            services,
+            invocation.body,
+            result.error or "no granule could be read",
+            {"run_id": message.run_id, "shard_key": str(message.shard_key), RECORDED: "yes" if counted else "no"},
+        )
     return Outcome.DONE
 
 
@@ -210,9 +263,13 @@ def _process(message: ShardMessage, granules: list, invocation: Invocation) -> S
         read = services.credentials(message.credentials_parameter, refresh)
         out = services.credentials(output, refresh).for_client() if output else None
         return process_shard(
-            message.shard_key, granules, message.config, message.grid,
+            message.shard_key,
+            granules,
+            message.config,
+            message.grid,
             lambda stats: write_shard(message.store, message.shard_index, stats, out),
-            ReadContext(s3=S3RangeReader(read.for_client())), should_stop=lambda: invocation.time_left() < margin,
+            ReadContext(s3=S3RangeReader(read.for_client())),
+            should_stop=lambda: invocation.time_left() < margin,
         )
 
     try:

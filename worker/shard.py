@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 
@@ -48,7 +48,11 @@ def read_shard(
     with ThreadPoolExecutor(max_workers=max(1, min(context.granules_in_flight, len(granules)))) as pool:
         outcomes = list(pool.map(one, granules))
     read = [o for o in outcomes if not isinstance(o, GranuleFailure)]
-    return [points for _, points in read], [o for o in outcomes if isinstance(o, GranuleFailure)], dict(Counter(name for name, _ in read))
+    return (
+        [points for _, points in read],
+        [o for o in outcomes if isinstance(o, GranuleFailure)],
+        dict(Counter(name for name, _ in read)),
+    )
 
 
 def process_shard(
@@ -70,7 +74,9 @@ def process_shard(
     started = time.perf_counter()
     context = context or ReadContext()
     granules, _ = unique_granules(granules)  # every path (catalog, message, S3 list) ends here: never count one twice
-    parts, failures, strategies = read_shard(granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop)
+    parts, failures, strategies = read_shard(
+        granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop
+    )
     points = Points.concat(parts)
     status = ShardResult.status_for(len(parts), failures, len(points))
     stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import mortie
 import numpy as np
@@ -76,7 +77,9 @@ def load_region(polygon: str | None = None, bbox: str | None = None) -> Region:
 
 
 def packaged_regions() -> list[str]:
-    return sorted(p.name.removesuffix(".geojson") for p in resources.files(__name__).iterdir() if p.name.endswith(".geojson"))
+    return sorted(
+        p.name.removesuffix(".geojson") for p in resources.files(__name__).iterdir() if p.name.endswith(".geojson")
+    )
 
 
 def read_geojson(source: str | Path) -> Region:
@@ -161,7 +164,9 @@ def parse_bbox(text: str) -> BBox:
     except ValueError:
         raise CatalogError(f"--bbox must be W,S,E,N in degrees, got {text!r}") from None
     if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south < north <= 90) or west == east:
-        raise CatalogError(f"--bbox {text}: need -180 <= W, E <= 180, W != E and -90 <= S < N <= 90 (W > E crosses the antimeridian)")
+        raise CatalogError(
+            f"--bbox {text}: need -180 <= W, E <= 180, W != E and -90 <= S < N <= 90 (W > E crosses the antimeridian)"
+        )
     return BBox(west, south, east, north)
 
 

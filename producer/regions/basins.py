@@ -95,7 +95,9 @@ def to_geojson(basins: dict[int, tuple[np.ndarray, np.ndarray]], tolerance: floa
         ring = np.round(np.stack([lons[idx], lats[idx]], axis=1), DECIMALS).tolist()
         if ring[0] != ring[-1]:
             ring.append(ring[0])  # GeoJSON rings are closed; two source rings are left open
-        features.append({"type": "Feature", "properties": {"basin": basin}, "geometry": {"type": "Polygon", "coordinates": [ring]}})
+        features.append(
+            {"type": "Feature", "properties": {"basin": basin}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+        )
     return {
         "type": "FeatureCollection",
         "name": BASINS,
@@ -108,7 +110,9 @@ def to_geojson(basins: dict[int, tuple[np.ndarray, np.ndarray]], tolerance: floa
     }
 
 
-def build(source: Path, output: Path, tolerance: float, order: int = PARENT_ORDER, attempts: int = 6) -> tuple[int, float]:
+def build(
+    source: Path, output: Path, tolerance: float, order: int = PARENT_ORDER, attempts: int = 6
+) -> tuple[int, float]:
     """Write the simplified basins; returns (cells at ``order``, tolerance used)."""
     basins = load_basins(source)
     want = reference_coverage(basins, order)
@@ -125,7 +129,12 @@ def build(source: Path, output: Path, tolerance: float, order: int = PARENT_ORDE
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m producer.regions.basins", description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=None, help=f"the basin table (default: mortie's {SOURCE_NAME})")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the GeoJSON (default: the packaged antarctica_basins.geojson)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="where to write the GeoJSON (default: the packaged antarctica_basins.geojson)",
+    )
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="degrees of arc")
     args = parser.parse_args(argv)
     source = args.source or mortie_source()
@@ -134,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cells, tolerance = build(source, args.output, args.tolerance)
     size = args.output.stat().st_size / 2**20
-    print(f"wrote {args.output} ({size:.1f} MiB, tolerance {tolerance:g} deg): {cells} order-{PARENT_ORDER} shards, same as mortie's coverage")
+    print(
+        f"wrote {args.output} ({size:.1f} MiB, tolerance {tolerance:g} deg): {cells} order-{PARENT_ORDER} "
+        "shards, same as mortie's coverage"
+    )
     return 0
 
 

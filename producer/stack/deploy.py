@@ -72,9 +72,24 @@ for _tag, _name in {
     **{
         f"!{short}": f"Fn::{short}"
         for short in (
-            "And", "Base64", "Cidr", "Equals", "FindInMap", "GetAtt", "GetAZs", "If",
-            "ImportValue", "Join", "Not", "Or", "Select", "Split", "Sub", "Transform",
-            "ToJsonString", "Length",
+            "And",
+            "Base64",
+            "Cidr",
+            "Equals",
+            "FindInMap",
+            "GetAtt",
+            "GetAZs",
+            "If",
+            "ImportValue",
+            "Join",
+            "Not",
+            "Or",
+            "Select",
+            "Split",
+            "Sub",
+            "Transform",
+            "ToJsonString",
+            "Length",
         )
     },
 }.items():
@@ -195,7 +210,9 @@ def package_code(s3_client, bucket: str, key: str = "WorkerFunction.zip", *, roo
 # -- emulator compatibility ---------------------------------------------------------------------------
 
 
-def resolve_parameter_mappings(template: Mapping[str, Any], parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def resolve_parameter_mappings(
+    template: Mapping[str, Any], parameters: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Return a copy of ``template`` with every ``Fn::FindInMap`` keyed by parameters replaced by its value.
 
     Why: CloudFormation resolves ``Ref`` to a ``Number`` parameter as a *string*, so
@@ -224,7 +241,11 @@ def resolve_parameter_mappings(template: Mapping[str, Any], parameters: Mapping[
             return [walk(item) for item in node]
         if not isinstance(node, dict):
             return node
-        if set(node) == {"Fn::FindInMap"} and isinstance(node["Fn::FindInMap"], list) and len(node["Fn::FindInMap"]) == 3:
+        if (
+            set(node) == {"Fn::FindInMap"}
+            and isinstance(node["Fn::FindInMap"], list)
+            and len(node["Fn::FindInMap"]) == 3
+        ):
             name, top, second = (key_of(part) for part in node["Fn::FindInMap"])
             try:
                 return mappings[name][top][second] if None not in (name, top, second) else node

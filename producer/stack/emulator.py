@@ -58,7 +58,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 # Objects up to this size are kept in memory by moto (its default spools objects over 5 MB to disk).
 IN_MEMORY_OBJECT_BYTES = 2**31
@@ -194,9 +195,13 @@ def _sqs_long_poll_gives_way() -> bool:
 
 # Queue attributes that count messages: moto computes each by a scan of the queue that reads the clock per
 # message (~10 us each), and computes all three whenever anything reads ``Queue.attributes``.
-SQS_COUNT_ATTRIBUTES = frozenset({
-    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible",
-})
+SQS_COUNT_ATTRIBUTES = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+)
 _attribute_reads = threading.local()  # per thread, a stack of (counts wanted, attributes computed) per backend call
 
 
@@ -213,6 +218,7 @@ class _CountsLeftOut:
 def _reading_counts(counts_of: Callable[..., frozenset[str]]) -> Callable[[Callable], Callable]:
     """Run a backend method with ``Queue.attributes`` counting only what ``counts_of(*args)`` names, each
     queue's attributes computed once in the call (the queue does not change meanwhile)."""
+
     def wrap(stock: Callable) -> Callable:
         @functools.wraps(stock)
         def method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -222,8 +228,10 @@ def _reading_counts(counts_of: Callable[..., frozenset[str]]) -> Callable[[Calla
                 return stock(self, *args, **kwargs)
             finally:
                 reads.pop()
+
         method.counts_only_when_asked = True  # type: ignore[attr-defined]
         return method
+
     return wrap
 
 
@@ -242,9 +250,12 @@ def _sqs_counts_only_when_asked() -> bool:
     stock = getattr(Queue, "attributes", None)
     counts = {name: camelcase_to_underscores(name) for name in SQS_COUNT_ATTRIBUTES}
     methods = ("send_message", "send_message_batch", "get_queue_attributes")
-    if (not isinstance(stock, property) or not SQS_COUNT_ATTRIBUTES <= set(getattr(Queue, "BASE_ATTRIBUTES", ()))
-            or not all(isinstance(getattr(Queue, p, None), property) for p in counts.values())
-            or not all(callable(getattr(SQSBackend, m, None)) for m in methods)):
+    if (
+        not isinstance(stock, property)
+        or not SQS_COUNT_ATTRIBUTES <= set(getattr(Queue, "BASE_ATTRIBUTES", ()))
+        or not all(isinstance(getattr(Queue, p, None), property) for p in counts.values())
+        or not all(callable(getattr(SQSBackend, m, None)) for m in methods)
+    ):
         return False
     if getattr(SQSBackend.get_queue_attributes, "counts_only_when_asked", False):  # applied already
         return True
@@ -287,8 +298,11 @@ def _sqs_scans_read_the_clock_once() -> bool:
 
     stock_clock = getattr(sqs, "unix_time_millis", None)
     scans = ("messages", "approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible")
-    if not callable(stock_clock) or not all(isinstance(getattr(sqs.Queue, p, None), property) for p in scans) \
-            or not all(isinstance(getattr(sqs.Message, p, None), property) for p in ("visible", "delayed")):
+    if (
+        not callable(stock_clock)
+        or not all(isinstance(getattr(sqs.Queue, p, None), property) for p in scans)
+        or not all(isinstance(getattr(sqs.Message, p, None), property) for p in ("visible", "delayed"))
+    ):
         return False
     if getattr(stock_clock, "once_per_scan", False):  # applied already
         return True
@@ -306,6 +320,7 @@ def _sqs_scans_read_the_clock_once() -> bool:
                 return scan.fget(self)
             finally:
                 _scan_clock.millis = None
+
         return property(fget)
 
     unix_time_millis.once_per_scan = True  # type: ignore[attr-defined]
@@ -369,20 +384,41 @@ class S3Delays:
 
     def argv(self) -> list[str]:
         """The emulator's command-line options that set these delays."""
-        return [f"--s3-{flag}={value:g}" for flag, value in (
-            ("latency-ms", self.latency_ms), ("first-byte-ms", self.first_byte_ms),
-            ("bandwidth-mbps", self.bandwidth_mbps)) if value]
+        return [
+            f"--s3-{flag}={value:g}"
+            for flag, value in (
+                ("latency-ms", self.latency_ms),
+                ("first-byte-ms", self.first_byte_ms),
+                ("bandwidth-mbps", self.bandwidth_mbps),
+            )
+            if value
+        ]
 
 
 def add_s3_delay_options(parser: argparse.ArgumentParser) -> None:
     """The options that set S3Delays (the emulator's, and ``python -m producer stack up``'s)."""
-    parser.add_argument("--s3-latency-ms", type=float, default=0.0, metavar="MS",
-                        help="wait this long before answering any S3 request (default 0)")
-    parser.add_argument("--s3-first-byte-ms", type=float, default=0.0, metavar="MS",
-                        help="an S3 GET also waits this long before its first byte (default 0)")
-    parser.add_argument("--s3-bandwidth-mbps", type=float, default=0.0, metavar="MBIT/S",
-                        help="an S3 GET's body flows at no more than this many megabits per second, per "
-                             "connection (default 0: unlimited)")
+    parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="wait this long before answering any S3 request (default 0)",
+    )
+    parser.add_argument(
+        "--s3-first-byte-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="an S3 GET also waits this long before its first byte (default 0)",
+    )
+    parser.add_argument(
+        "--s3-bandwidth-mbps",
+        type=float,
+        default=0.0,
+        metavar="MBIT/S",
+        help="an S3 GET's body flows at no more than this many megabits per second, per "
+        "connection (default 0: unlimited)",
+    )
 
 
 def s3_delays_of(args: argparse.Namespace) -> S3Delays:
@@ -394,8 +430,13 @@ class DelayedS3:
 
     CHUNK_BYTES = 64 * 2**10  # a throttled body is written in pieces of this size
 
-    def __init__(self, app: Callable, delays: S3Delays, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: Callable,
+        delays: S3Delays,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app, self.delays, self.sleep, self.clock = app, delays, sleep, clock
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
@@ -417,7 +458,7 @@ class DelayedS3:
             for block in response:
                 view = memoryview(block)
                 for at in range(0, len(view), self.CHUNK_BYTES):
-                    piece = view[at:at + self.CHUNK_BYTES]
+                    piece = view[at : at + self.CHUNK_BYTES]
                     sent += len(piece)
                     wait = began + sent / bytes_per_s - self.clock()
                     if wait > 0:
@@ -433,9 +474,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("-p", "--port", type=int, default=5000, help="port to listen on (default 5000)")
     add_s3_delay_options(parser)
-    parser.add_argument("--without-fix", action="append", default=[], choices=FIX_NAMES, metavar="NAME",
-                        help="leave moto as shipped in this respect, to measure what the fix is worth "
-                             f"(repeatable; one of {', '.join(FIX_NAMES)})")
+    parser.add_argument(
+        "--without-fix",
+        action="append",
+        default=[],
+        choices=FIX_NAMES,
+        metavar="NAME",
+        help="leave moto as shipped in this respect, to measure what the fix is worth "
+        f"(repeatable; one of {', '.join(FIX_NAMES)})",
+    )
     args = parser.parse_args(argv)
     try:
         delays = s3_delays_of(args)
@@ -450,14 +497,23 @@ def main(argv: list[str] | None = None) -> None:
     app = Isolation(DomainDispatcherApplication(create_backend_app), services)
     if delays:
         app = DelayedS3(app, delays)
-    print(f"moto on http://{args.host}:{args.port} (waitress); fixes applied: {', '.join(applied) or 'none'}; "
-          f"requests isolated per service: {', '.join(services)}"
-          + (f"; S3 delays: {', '.join(delays.argv())}" if delays else ""), file=sys.stderr, flush=True)
+    print(
+        f"moto on http://{args.host}:{args.port} (waitress); fixes applied: {', '.join(applied) or 'none'}; "
+        f"requests isolated per service: {', '.join(services)}"
+        + (f"; S3 delays: {', '.join(delays.argv())}" if delays else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     waitress.serve(
-        app, host=args.host, port=args.port,
+        app,
+        host=args.host,
+        port=args.port,
         threads=DELAYED_SERVER_THREADS if delays else SERVER_THREADS,
-        connection_limit=CONNECTION_LIMIT, outbuf_overflow=OUTPUT_BUFFER_BYTES,
-        outbuf_high_watermark=OUTPUT_BUFFER_BYTES, asyncore_use_poll=True, _quiet=True,
+        connection_limit=CONNECTION_LIMIT,
+        outbuf_overflow=OUTPUT_BUFFER_BYTES,
+        outbuf_high_watermark=OUTPUT_BUFFER_BYTES,
+        asyncore_use_poll=True,
+        _quiet=True,
     )
 
 

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from pydantic import BaseModel
 
@@ -34,8 +34,18 @@ STATE_DIR = Path(os.environ.get(ENV_STATE_DIR) or PROJECT_ROOT / ".stack")
 CODE_BUCKET = "embedded-stack-code"
 REGION = "us-west-2"
 # A small stack for one machine: two workers, a 300 s function timeout (1,800 s visibility).
-EMBEDDED_PARAMETERS = {"ReservedConcurrency": 2, "MaximumConcurrency": 2, "WorkerTimeout": 300, "WorkerMemorySize": 2048}
-EMULATOR_ENV = {"AWS_ACCESS_KEY_ID": "embedded", "AWS_SECRET_ACCESS_KEY": "embedded", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+EMBEDDED_PARAMETERS = {
+    "ReservedConcurrency": 2,
+    "MaximumConcurrency": 2,
+    "WorkerTimeout": 300,
+    "WorkerMemorySize": 2048,
+}
+EMULATOR_ENV = {
+    "AWS_ACCESS_KEY_ID": "embedded",
+    "AWS_SECRET_ACCESS_KEY": "embedded",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
 
 
 class EmbeddedStackError(StackError):
@@ -78,8 +88,9 @@ def emulator_alive(endpoint: str) -> bool:
         return False
 
 
-def start_emulator(root: Path, port: int | None = None, s3_delays: S3Delays = S3Delays(),
-                   without_fixes: Sequence[str] = ()) -> tuple[str, int]:
+def start_emulator(
+    root: Path, port: int | None = None, s3_delays: S3Delays = S3Delays(), without_fixes: Sequence[str] = ()
+) -> tuple[str, int]:
     """Start ``python -m producer.stack.emulator`` (S3 requests delayed as ``s3_delays`` says; the
     emulator's fixes named in ``without_fixes`` left out, to measure them); returns its endpoint and pid."""
     port = port or free_port()
@@ -87,9 +98,20 @@ def start_emulator(root: Path, port: int | None = None, s3_delays: S3Delays = S3
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "moto.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "producer.stack.emulator", "-H", "127.0.0.1", "-p", str(port), *s3_delays.argv(),
-         *(f"--without-fix={name}" for name in without_fixes)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # outlives this command; `down` stops it
+        [
+            sys.executable,
+            "-m",
+            "producer.stack.emulator",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            *s3_delays.argv(),
+            *(f"--without-fix={name}" for name in without_fixes),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # outlives this command; `down` stops it
     )
     deadline = time.monotonic() + 60
     while not emulator_alive(endpoint):
@@ -104,14 +126,17 @@ def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
 
     from producer.stack.deploy import deploy_stack, disable_emulated_event_sources, package_code, translate_template
 
-    clients = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="embedded", aws_secret_access_key="embedded")
+    clients = dict(
+        endpoint_url=endpoint, region_name=REGION, aws_access_key_id="embedded", aws_secret_access_key="embedded"
+    )
     code_uri = package_code(boto3.client("s3", **clients), CODE_BUCKET)
     template = translate_template(parameters=EMBEDDED_PARAMETERS, code_uri=code_uri, region=REGION)
-    outputs = deploy_stack(boto3.client("cloudformation", **clients), stack_name, template, EMBEDDED_PARAMETERS, poll_seconds=0.5)
+    outputs = deploy_stack(
+        boto3.client("cloudformation", **clients), stack_name, template, EMBEDDED_PARAMETERS, poll_seconds=0.5
+    )
     # moto would poll the queue itself and invoke the function in Docker; the local runner is the poller here.
     disable_emulated_event_sources(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
     return outputs
-
 
 
 def upload_granules(files: list[Path], bucket: str, prefix: str = "ATL06/", s3=None) -> str:
@@ -128,8 +153,12 @@ def upload_granules(files: list[Path], bucket: str, prefix: str = "ATL06/", s3=N
     return f"s3://{bucket}/{prefix}"
 
 
-def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int | None = None,
-       s3_delays: S3Delays = S3Delays()) -> StackState:
+def up(
+    root: Path = STATE_DIR,
+    stack_name: str = DEFAULT_STACK_NAME,
+    port: int | None = None,
+    s3_delays: S3Delays = S3Delays(),
+) -> StackState:
     """Start (or reuse) the emulator and deploy the template. Safe to repeat.
 
     ``s3_delays``: latency and bandwidth the emulator gives S3 requests (a benchmark with S3's
@@ -141,7 +170,8 @@ def up(root: Path = STATE_DIR, stack_name: str = DEFAULT_STACK_NAME, port: int |
     elif state.s3_delays != s3_delays:
         raise EmbeddedStackError(
             f"the embedded stack's emulator runs with S3 delays {' '.join(state.s3_delays.argv()) or '(none)'}, "
-            f"not {' '.join(s3_delays.argv()) or '(none)'}: stop it first (python -m producer stack down)")
+            f"not {' '.join(s3_delays.argv()) or '(none)'}: stop it first (python -m producer stack down)"
+        )
     state.outputs = deploy(state.endpoint, state.stack_name)
     state_path(root).write_text(state.model_dump_json(indent=1))
     return state
@@ -184,8 +214,10 @@ def stack_command(args) -> int:
         raise EmbeddedStackError("the --s3-* options are options of stack up")
     if args.action == "up":
         state = up(root, args.stack or DEFAULT_STACK_NAME, s3_delays=delays)
-        print(f"embedded stack {state.stack_name} is up at {state.endpoint}"
-              + (f" (S3 delays: {' '.join(delays.argv())})" if delays else ""))
+        print(
+            f"embedded stack {state.stack_name} is up at {state.endpoint}"
+            + (f" (S3 delays: {' '.join(delays.argv())})" if delays else "")
+        )
         print('point commands at it:  eval "$(python -m producer stack env)"')
     elif args.action == "down":
         print("embedded stack stopped" if down(root) else "no embedded stack is running")
@@ -199,7 +231,9 @@ def stack_command(args) -> int:
         if state is None or not emulator_alive(state.endpoint):
             print("embedded stack: down")
             return 1
-        print(f"embedded stack {state.stack_name}: up at {state.endpoint} (pid {state.pid})"
-              + (f"; S3 delays: {' '.join(state.s3_delays.argv())}" if state.s3_delays else ""))
+        print(
+            f"embedded stack {state.stack_name}: up at {state.endpoint} (pid {state.pid})"
+            + (f"; S3 delays: {' '.join(state.s3_delays.argv())}" if state.s3_delays else "")
+        )
         print(json.dumps(state.outputs, indent=1))
     return 0

@@ -77,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add = parser.add_argument
     add("--output", required=True, type=Path, metavar="DIR", help="directory to write into (created if missing)")
     add("--granules", required=True, type=_int_at_least(1), metavar="N", help="number of granules (distinct RGTs)")
-    add("--segments", required=True, type=_int_at_least(1), metavar="N",
-        help="segments per beam (full length: 142000)")
+    add("--segments", required=True, type=_int_at_least(1), metavar="N", help="segments per beam (full length: 142000)")
     add("--spacing", type=_positive_float, default=20.0, metavar="M", help="along-track spacing in m (default 20)")
     add("--seed", type=_int_at_least(0), default=0, metavar="S", help="random seed (default 0)")
     add("--cycle", type=_int_at_least(1), default=14, metavar="C", help="cycle number (default 14)")
@@ -90,8 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     try:
         paths = generate(
-            args.output, n_granules=args.granules, n_segments=args.segments, spacing_m=args.spacing,
-            seed=args.seed, through=args.through, cycle=args.cycle,
+            args.output,
+            n_granules=args.granules,
+            n_segments=args.segments,
+            spacing_m=args.spacing,
+            seed=args.seed,
+            through=args.through,
+            cycle=args.cycle,
         )
     except (OSError, ValueError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

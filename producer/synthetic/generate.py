@@ -41,8 +41,15 @@ def write_granule(
     start: UTC time of the first segment (default: the RGT's time in that cycle).
     """
     g = simulate_granule(
-        rgt=rgt, cycle=cycle, region=region, n_segments=n_segments, spacing_m=spacing_m, seed=seed,
-        through=through, start=start, through_offset_m=through_offset_m,
+        rgt=rgt,
+        cycle=cycle,
+        region=region,
+        n_segments=n_segments,
+        spacing_m=spacing_m,
+        seed=seed,
+        through=through,
+        start=start,
+        through_offset_m=through_offset_m,
     )
     path = Path(path)
     if path.is_dir() or path.suffix != ".h5":
@@ -88,8 +95,16 @@ def generate(
             region = 11  # the point lies in the polar region
         else:
             region = int(rng.choice((10, 12)))
-        paths.append(write_granule(
-            out, rgt=int(rgts[i % RGT_COUNT]), cycle=cycle + i // RGT_COUNT, region=region,
-            n_segments=n_segments, spacing_m=spacing_m, seed=seed, through=through,
-        ))
+        paths.append(
+            write_granule(
+                out,
+                rgt=int(rgts[i % RGT_COUNT]),
+                cycle=cycle + i // RGT_COUNT,
+                region=region,
+                n_segments=n_segments,
+                spacing_m=spacing_m,
+                seed=seed,
+                through=through,
+            )
+        )
     return paths

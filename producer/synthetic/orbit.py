@@ -105,9 +105,7 @@ def vertex_time_s(rgt: int, cycle: int) -> float:
     return ANCHOR_NODE_TIME_S + revs * ORBIT_PERIOD_S
 
 
-def ground_track(
-    vertex_lon: float, along_m: np.ndarray, cross_m: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
+def ground_track(vertex_lon: float, along_m: np.ndarray, cross_m: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude (degrees, shape (len(cross_m), len(along_m))) of parallel tracks.
 
     ``along_m`` is the distance from the southern vertex (negative before it), ``cross_m`` the

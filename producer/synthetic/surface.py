@@ -58,9 +58,7 @@ def fill_runs(n: int, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def measure_beam(
-    h_true: np.ndarray, weak: bool, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def measure_beam(h_true: np.ndarray, weak: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """h_li, h_li_sigma (float32, fill where missing) and atl06_quality_summary (int8) of a beam."""
     n = h_true.size
     # Weak beams see a quarter of the photons: larger errors, more flags.

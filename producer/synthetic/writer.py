@@ -37,9 +37,15 @@ def _group(parent: h5py.Group, name: str) -> h5py.Group:
 def _dataset(group: h5py.Group, name: str, data: np.ndarray, dtype: np.dtype, fill: object) -> h5py.Dataset:
     # The real product compresses with gzip 6 and shuffles only its integer datasets.
     return group.create_dataset(
-        name, data=data.astype(dtype, copy=False), chunks=(CHUNK,), maxshape=(None,),
-        compression="gzip", compression_opts=6, shuffle=dtype.kind in "iu",
-        fillvalue=fill, track_times=False,
+        name,
+        data=data.astype(dtype, copy=False),
+        chunks=(CHUNK,),
+        maxshape=(None,),
+        compression="gzip",
+        compression_opts=6,
+        shuffle=dtype.kind in "iu",
+        fillvalue=fill,
+        track_times=False,
     )
 
 

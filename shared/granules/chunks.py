@@ -17,8 +17,8 @@ Both answer the same two questions: which byte ranges hold elements ``[start, st
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -68,7 +68,11 @@ def values_in_range(chunks: DatasetChunks, start: int, stop: int, stored_bytes: 
 
 def byte_ranges(chunks: DatasetChunks, start: int, stop: int) -> list[tuple[int, int]]:
     """``(start, stop)`` byte ranges of the stored chunks holding elements ``[start, stop)``."""
-    return [(offset, offset + size) for first, offset, size in chunks.stored if first < stop and first + chunks.chunk > start]
+    return [
+        (offset, offset + size)
+        for first, offset, size in chunks.stored
+        if first < stop and first + chunks.chunk > start
+    ]
 
 
 # =============================================================================================
@@ -128,7 +132,11 @@ class ChunkedDataset:
         pick = self.table.holding(start, stop)
         t = self.table
         return DatasetChunks(
-            dtype=self.dtype, chunk=t.chunk, shuffle=self.shuffle, deflate=self.deflate, fill=self.fill,
+            dtype=self.dtype,
+            chunk=t.chunk,
+            shuffle=self.shuffle,
+            deflate=self.deflate,
+            fill=self.fill,
             stored=list(zip(t.first[pick].tolist(), t.address[pick].tolist(), t.size[pick].tolist())),
         )
 

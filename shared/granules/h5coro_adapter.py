@@ -78,7 +78,7 @@ class _Driver:
     def read(self, pos: int, size: int) -> bytes:
         return self.source.read(pos, size)
 
-    def copy(self, max_connections: int | None = None) -> "_Driver":
+    def copy(self, max_connections: int | None = None) -> _Driver:
         return _Driver(self.resource, self.source, owns=False)
 
     def close(self) -> None:
@@ -91,7 +91,9 @@ def open_h5coro(location: str, context: ReadContext, cache_line_size: int = H5CO
     with h5coro's own strategy, e.g. the benchmark's baseline)."""
     source = open_source(location, context)
     try:
-        return h5coro.H5Coro(location, _Driver, credentials=source, errorChecking=True, verbose=False, cacheLineSize=cache_line_size)
+        return h5coro.H5Coro(
+            location, _Driver, credentials=source, errorChecking=True, verbose=False, cacheLineSize=cache_line_size
+        )
     except BaseException:
         source.close()
         raise
@@ -199,7 +201,9 @@ def _chunk_table(h5: h5coro.H5Coro, meta: H5Metadata) -> ChunkTable | None:
         return None
     found.sort()
     arr = np.array(found, dtype=np.int64).reshape(-1, 3)
-    return ChunkTable(int(meta.dimensions[0]), int(meta.chunkDimensions[0]), arr[:, 0], arr[:, 1] + h5.baseAddress, arr[:, 2])
+    return ChunkTable(
+        int(meta.dimensions[0]), int(meta.chunkDimensions[0]), arr[:, 0], arr[:, 1] + h5.baseAddress, arr[:, 2]
+    )
 
 
 def _encoding(meta: H5Metadata) -> tuple[str, bool, bool] | None:
@@ -238,8 +242,15 @@ class _H5CoroDecodes:
         serves them), without its element-by-element prefill with the fill value when no chunk is
         missing (chunk data overwrites every element). None: h5coro cannot read it."""
         try:
-            return H5Dataset(self.h5, self.path, [[start, stop]], enableFill=not self.complete(start, stop),
-                             earlyExit=True, metaOnly=False, enableAttributes=False).values
+            return H5Dataset(
+                self.h5,
+                self.path,
+                [[start, stop]],
+                enableFill=not self.complete(start, stop),
+                earlyExit=True,
+                metaOnly=False,
+                enableAttributes=False,
+            ).values
         except RuntimeError:  # what h5coro's own readDatasets turns into an empty result
             return None
 
@@ -271,7 +282,9 @@ class H5File:
         self.name = name
         source = open_source(location, context)
         try:
-            self.h5 = PlannedH5Coro(location, _Driver, credentials=source, errorChecking=True, verbose=False, cacheLineSize=cache_line_size)
+            self.h5 = PlannedH5Coro(
+                location, _Driver, credentials=source, errorChecking=True, verbose=False, cacheLineSize=cache_line_size
+            )
         except GranuleReadError:
             source.close()
             raise
@@ -283,7 +296,7 @@ class H5File:
     def close(self) -> None:
         self.h5.close()
 
-    def __enter__(self) -> "H5File":
+    def __enter__(self) -> H5File:
         return self
 
     def __exit__(self, *exc) -> None:

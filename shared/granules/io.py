@@ -41,8 +41,15 @@ from shared.errors import GranuleError
 from shared.results import FailureKind
 
 DENIED_CODES = {
-    "AccessDenied", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "InvalidToken",
-    "SignatureDoesNotMatch", "TokenRefreshRequired", "AllAccessDisabled", "403",
+    "AccessDenied",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "403",
 }
 MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 # A range that starts past the object's end: the object is shorter than its metadata says.
@@ -97,7 +104,9 @@ def classify_error(code: str, exc: Exception | None = None) -> FailureKind:
     truncated) or TRANSIENT (retry), from the S3 error code and the kind of error obstore raised."""
     if code in MISSING_CODES or isinstance(exc, (obstore.exceptions.NotFoundError, FileNotFoundError)):
         return FailureKind.MISSING
-    if code in DENIED_CODES or isinstance(exc, (obstore.exceptions.PermissionDeniedError, obstore.exceptions.UnauthenticatedError, PermissionError)):
+    if code in DENIED_CODES or isinstance(
+        exc, (obstore.exceptions.PermissionDeniedError, obstore.exceptions.UnauthenticatedError, PermissionError)
+    ):
         return FailureKind.DENIED
     if code in TRUNCATED_CODES or "416 Range Not Satisfiable" in str(exc):
         return FailureKind.CORRUPT
@@ -129,7 +138,9 @@ class S3RangeReader:
             if bucket not in self._stores:
                 if self._config is None:
                     raise GranuleReadError(FailureKind.DENIED, f"s3://{bucket}: no AWS credentials found")
-                self._stores[bucket] = S3Store(bucket, config=self._config, client_options=self._client, retry_config=RETRY)
+                self._stores[bucket] = S3Store(
+                    bucket, config=self._config, client_options=self._client, retry_config=RETRY
+                )
             return self._stores[bucket]
 
     def get(self, bucket: str, key: str, start: int, stop: int) -> bytes:
@@ -148,7 +159,9 @@ class S3RangeReader:
         if not ranges:
             return []
         try:
-            got = obstore.get_ranges(self.store(bucket), key, starts=[a for a, _ in ranges], ends=[b for _, b in ranges], coalesce=0)
+            got = obstore.get_ranges(
+                self.store(bucket), key, starts=[a for a, _ in ranges], ends=[b for _, b in ranges], coalesce=0
+            )
         except (obstore.exceptions.BaseError, OSError) as exc:
             raise self._error(bucket, key, exc, *max(ranges)) from None  # the range furthest into the object
         return [memoryview(data) for data in got]
@@ -185,7 +198,6 @@ class ReadStats:
         with self._lock:
             self.requests += 1
             self.bytes += nbytes
-
 
     def add_ranges(self, sizes: list[int]) -> None:
         with self._lock:
@@ -285,7 +297,9 @@ class LocalFileSource(ByteSource):
         return data
 
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        got = [os.pread(self.fd, stop - start, start) for start, stop in ranges]  # the page cache: no waiting to overlap
+        got = [
+            os.pread(self.fd, stop - start, start) for start, stop in ranges
+        ]  # the page cache: no waiting to overlap
         self.context.stats.add_ranges([len(data) for data in got])
         return _exact(self.resource, ranges, got)
 
@@ -300,7 +314,9 @@ def open_source(location: str, context: ReadContext) -> ByteSource:
     if location.startswith("s3://"):
         return S3Source(location, context)
     if location.startswith(("http://", "https://")):
-        raise GranuleReadError(FailureKind.MISSING, f"{location}: HTTPS granules are not supported; give an s3 or local location")
+        raise GranuleReadError(
+            FailureKind.MISSING, f"{location}: HTTPS granules are not supported; give an s3 or local location"
+        )
     return LocalFileSource(location, context)
 
 

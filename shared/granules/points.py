@@ -24,7 +24,7 @@ class ShardGeometry:
     grid: GridSignature
 
     @classmethod
-    def of(cls, shard_key: int, grid: GridSignature) -> "ShardGeometry":
+    def of(cls, shard_key: int, grid: GridSignature) -> ShardGeometry:
         return cls(shard_key, shard_nested_id(shard_key), shard_latitude_band(shard_key), grid)
 
 
@@ -37,11 +37,11 @@ class Points:
     sigma: np.ndarray
 
     @classmethod
-    def empty(cls) -> "Points":
+    def empty(cls) -> Points:
         return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
 
     @classmethod
-    def concat(cls, parts: list["Points"]) -> "Points":
+    def concat(cls, parts: list[Points]) -> Points:
         if not parts:
             return cls.empty()
         return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("cell", "h", "sigma")))
@@ -52,7 +52,9 @@ class Points:
 
 def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
     """Every dataset of a beam a shard reads: coordinates, then values."""
-    return (config.latitude, config.longitude, config.value, config.sigma) + ((config.quality.dataset,) if config.quality else ())
+    return (config.latitude, config.longitude, config.value, config.sigma) + (
+        (config.quality.dataset,) if config.quality else ()
+    )
 
 
 def valid_values(x: np.ndarray, fill_value: float | None) -> np.ndarray:

@@ -88,12 +88,23 @@ class RecordedChunks:
                 except ChunkDecodeError as exc:
                     raise GranuleReadError(
                         FailureKind.CORRUPT,
-                        f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the catalog does not match the granule (rebuild it)",
+                        f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the "
+                        "catalog does not match the granule (rebuild it)",
                     ) from None
             fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
             cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
             quality = values[config.quality.dataset] if config.quality else None
-            parts.append(kept_points(cells, values[config.value], values[config.sigma], quality, config, recorded[config.value].fill, recorded[config.sigma].fill))
+            parts.append(
+                kept_points(
+                    cells,
+                    values[config.value],
+                    values[config.sigma],
+                    quality,
+                    config,
+                    recorded[config.value].fill,
+                    recorded[config.sigma].fill,
+                )
+            )
         return Points.concat(parts)
 
 
@@ -127,7 +138,13 @@ class CatalogSegments:
             parts = []
             for beam in beams:
                 values = {n: got[(cfg.dataset_path(beam, n), *segments[beam])] for n in names}
-                cells = child_index(values[cfg.latitude], values[cfg.longitude], shard.nested, shard.grid, *_coordinate_fills(f, cfg, beam))
+                cells = child_index(
+                    values[cfg.latitude],
+                    values[cfg.longitude],
+                    shard.nested,
+                    shard.grid,
+                    *_coordinate_fills(f, cfg, beam),
+                )
                 parts.append(_kept(f, cfg, beam, cells, values))
         return Points.concat(parts)
 
@@ -152,18 +169,34 @@ class LatitudeSearch:
             # every dataset the read may need, walked to at once (their metadata shares cache lines)
             f.walk([cfg.dataset_path(b, n) for b in cfg.beams for n in (cfg.latitude, cfg.longitude, *names)])
             found = self._search(f, cfg, shard)
-            lon_got = f.read([(cfg.dataset_path(b, cfg.longitude), start, start + lat.size) for b, runs in found.items() for start, lat in runs])
+            lon_got = f.read(
+                [
+                    (cfg.dataset_path(b, cfg.longitude), start, start + lat.size)
+                    for b, runs in found.items()
+                    for start, lat in runs
+                ]
+            )
             located: list[tuple[str, int, np.ndarray]] = []
             for beam in cfg.beams:  # beam order, then along track: the order of a whole-array read
                 path = cfg.dataset_path(beam, cfg.longitude)
                 for start, lat in found.get(beam, []):
-                    cells = child_index(lat, lon_got[(path, start, start + lat.size)], shard.nested, shard.grid, *_coordinate_fills(f, cfg, beam))
+                    cells = child_index(
+                        lat,
+                        lon_got[(path, start, start + lat.size)],
+                        shard.nested,
+                        shard.grid,
+                        *_coordinate_fills(f, cfg, beam),
+                    )
                     rng = span(cells >= 0)
                     if rng is not None:
                         located.append((beam, start + rng[0], cells[rng[0] : rng[1]]))
-            got = f.read([(cfg.dataset_path(b, n), start, start + cells.size) for b, start, cells in located for n in names])
+            got = f.read(
+                [(cfg.dataset_path(b, n), start, start + cells.size) for b, start, cells in located for n in names]
+            )
             parts = [
-                _kept(f, cfg, beam, cells, {n: got[(cfg.dataset_path(beam, n), start, start + cells.size)] for n in names})
+                _kept(
+                    f, cfg, beam, cells, {n: got[(cfg.dataset_path(beam, n), start, start + cells.size)] for n in names}
+                )
                 for beam, start, cells in located
             ]
         return Points.concat(parts)
@@ -187,7 +220,9 @@ class LatitudeSearch:
             for beam, ks in wanted.items():
                 s = searches[beam]
                 for first, last in runs_of(ks):
-                    requests.append((cfg.dataset_path(beam, cfg.latitude), s.bounds(first)[0], s.bounds(last)[1], beam, first, last))
+                    requests.append(
+                        (cfg.dataset_path(beam, cfg.latitude), s.bounds(first)[0], s.bounds(last)[1], beam, first, last)
+                    )
             got = f.read([r[:3] for r in requests])
             for path, start, stop, beam, first, last in requests:
                 s = searches[beam]

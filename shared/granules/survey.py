@@ -22,7 +22,7 @@ class GranuleSurvey:
     def close(self) -> None:
         self.file.close()
 
-    def __enter__(self) -> "GranuleSurvey":
+    def __enter__(self) -> GranuleSurvey:
         return self
 
     def __exit__(self, *exc) -> None:
