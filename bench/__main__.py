@@ -23,6 +23,8 @@ by cell; the last line printed is a JSON object with every figure.
     python -m bench --quick            # 3 short granules: a smoke test of the machinery
     python -m bench --granules 80 --strategies baseline,reader_catalog
     python -m bench --s3-latency-ms 20 --s3-first-byte-ms 100 --s3-bandwidth-mbps 90   # S3's latency
+
+Over 400 lines: most of it is the report, which prints every figure with what it means.
 """
 
 from __future__ import annotations

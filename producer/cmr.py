@@ -8,6 +8,9 @@ earthaccess builds the query (no login is needed to search); the transport is ou
 earthaccess pages without retrying. Anything with ``get(url, headers=, params=, timeout=)``
 returning a ``requests.Response`` can stand in for the session, which is how the paging and
 retry paths are tested offline.
+
+Over 400 lines: the query, paging, UMM-G parsing and footprint coverage are one pipeline with
+one caller; each step is a function of its own.
 """
 
 from __future__ import annotations

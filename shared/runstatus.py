@@ -6,6 +6,9 @@ transaction, so an at-least-once redelivery can never count a shard twice. The c
 written by every shard, so a thousand workers finishing at once do not queue up on one item.
 Shard items are lean (no message body): a message is rebuilt from the run's catalog.
 Per-run and per-status reads are Queries (on the table or its ``gsi1`` index), never Scans.
+
+One module on purpose, over 400 lines: every transition of the shard state machine and the
+counting that goes with it sit together, so that their conditions can be read side by side.
 """
 
 from __future__ import annotations

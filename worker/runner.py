@@ -9,6 +9,9 @@ DLQ after maxReceiveCount receives. A stop signal to the runner (SIGINT, SIGTERM
 polling, and its workers stop with it, as they do if the runner is killed; a record in flight is
 either finished and deleted or left on the queue for redelivery: none is lost. A queue that
 disappears (deleted, or the embedded stack stopped) ends the run with one line saying so.
+
+Over 400 lines because polling, signals and the worker processes' lifecycle depend on each other:
+split, each part would need the others' state.
 """
 
 from __future__ import annotations
