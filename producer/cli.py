@@ -84,7 +84,11 @@ def submit_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-shards", type=int, metavar="N", help="submit at most N shards")
     p.add_argument("--run-id", help="run id; re-submitting an existing run id only sends its PENDING shards")
     p.add_argument("--output-creds", metavar="FILE", help="credentials JSON for an external output store")
-    p.add_argument("--seconds-per-shard", type=float, default=60.0, help="for the cost estimate (default 60)")
+    p.add_argument(
+        "--seconds-per-shard",
+        type=float,
+        help="for the cost estimate (default: measured on the most recent finished run, else 60 s assumed)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; store and send nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_credentials_options(p)

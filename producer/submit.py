@@ -43,6 +43,7 @@ class Plan:
     store: str
     seconds_per_shard: float
     memory_mb: int
+    seconds_source: str = "given"
 
     @property
     def cost(self) -> float:
@@ -53,9 +54,14 @@ class Plan:
     def describe(self) -> str:
         return (
             f"run {self.run_id}: {len(self.keys)} shards, {self.granules} granule reads, store {self.store}\n"
-            f"estimated cost: ${self.cost:.2f} ({self.seconds_per_shard:.0f} s per shard at {self.memory_mb} "
-            "MB; Lambda compute only)"
+            f"estimated cost: ${self.cost:.2f} ({self.seconds_per_shard:.0f} s per shard, {self.seconds_source}; "
+            f"at {self.memory_mb} MB; Lambda compute only)"
         )
+
+
+# With no finished run to measure: the original system took 2-3 min per shard on Lambda.
+ASSUMED_SECONDS_PER_SHARD = 60.0
+RECENT_RUNS_FOR_ESTIMATE = 5
 
 
 def catalog_hash(path: str | Path) -> str:
@@ -189,6 +195,18 @@ def confirm(prompt: str) -> bool:
     return input(f"{prompt} [y/N] ").strip().lower() in ("y", "yes")
 
 
+def seconds_per_shard(given: float | None, runs: RunStatusStore) -> tuple[float, str]:
+    """Seconds per shard for the estimate, and where the figure comes from: given, or measured on
+    the most recent run with finished shards, or (with none yet) an assumption that says so."""
+    if given is not None:
+        return given, "given with --seconds-per-shard"
+    for run in runs.recent_runs(RECENT_RUNS_FOR_ESTIMATE):
+        finished = sum(run.counts.values())
+        if finished and run.compute_seconds > 0:
+            return run.compute_seconds / finished, f"measured: mean of run {run.run_id}'s {finished} finished shards"
+    return ASSUMED_SECONDS_PER_SHARD, "assumed: no finished run recorded yet, measure with a small run"
+
+
 def submit(args) -> int:
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
@@ -199,9 +217,9 @@ def submit(args) -> int:
     digest = catalog_hash(args.catalog)
     run_id = args.run_id or new_run_id(digest)
     store = args.store or stack.default_store(run_id)
-    plan = Plan(
-        run_id, keys, sum(len(shard_map.shards[k]) for k in keys), store, args.seconds_per_shard, stack.memory_mb
-    )
+    runs = RunStatusStore(stack.run_table)
+    seconds, source = seconds_per_shard(args.seconds_per_shard, runs)
+    plan = Plan(run_id, keys, sum(len(shard_map.shards[k]) for k in keys), store, seconds, stack.memory_mb, source)
     print(plan.describe())
     if args.dry_run:
         print("dry run: nothing stored, nothing sent")
@@ -211,7 +229,6 @@ def submit(args) -> int:
         return 1
 
     ssm, sqs, s3 = boto3.client("ssm"), boto3.client("sqs"), boto3.client("s3")
-    runs = RunStatusStore(stack.run_table)
     read_param = parameter_name(stack.parameter_prefix, run_id, "read")
     read_creds = nasa_credentials(args.credentials_file)
     if read_creds.expired():

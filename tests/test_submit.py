@@ -80,3 +80,37 @@ def test_cost_estimate():
     plan = Plan("r", list(range(1330)), 76000, "s3://b/x.zarr", seconds_per_shard=60, memory_mb=2048)
     # 1,330 shards x 60 s x 2 GB x $0.0000133334 per GB-s, plus requests
     assert abs(plan.cost - (1330 * 120 * 0.0000133334 + 1330 * 0.2e-6)) < 1e-9
+
+
+def test_the_estimate_uses_measured_seconds_and_says_where_they_come_from():
+    from producer.submit import ASSUMED_SECONDS_PER_SHARD, seconds_per_shard
+    from shared.results import ShardStatus
+    from shared.runstatus import RunRecord
+
+    class Runs:
+        def __init__(self, records):
+            self.records = records
+
+        def recent_runs(self, limit):
+            return self.records[:limit]
+
+    def run(run_id, counts, compute):
+        return RunRecord(
+            run_id=run_id,
+            catalog="c",
+            catalog_hash="h",
+            config={},
+            store="s",
+            credentials_parameter="p",
+            shards=10,
+            granules=10,
+            counts=counts,
+            compute_seconds=compute,
+        )
+
+    fresh = run("fresh", {}, 0.0)
+    done = run("done", {ShardStatus.SUCCEEDED: 8, ShardStatus.EMPTY: 2}, 250.0)
+    assert seconds_per_shard(None, Runs([fresh, done])) == (25.0, "measured: mean of run done's 10 finished shards")
+    assert seconds_per_shard(90.0, Runs([done]))[0] == 90.0
+    seconds, source = seconds_per_shard(None, Runs([fresh]))
+    assert seconds == ASSUMED_SECONDS_PER_SHARD and source.startswith("assumed")
