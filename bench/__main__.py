@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--segments", type=int, default=InputSpec.n_segments, help="segments per beam (default 142000: full length)"
     )
-    p.add_argument("--seed", type=int, default=InputSpec.seed)
+    p.add_argument(
+        "--seed", type=int, default=InputSpec.seed, help=f"seed of the synthetic granules (default {InputSpec.seed})"
+    )
     p.add_argument(
         "--through",
         default=",".join(map(str, InputSpec.through)),
@@ -76,7 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--strategies", default=",".join(STRATEGIES), help=f"comma-separated subset of {','.join(STRATEGIES)}"
     )
-    p.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=CACHE_DIR,
+        help="where generated granules are kept between runs (default %(default)s)",
+    )
     p.add_argument(
         "--no-local",
         dest="local",
