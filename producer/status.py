@@ -12,7 +12,7 @@ import boto3
 from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
 from shared.deployed import load_stack
-from shared.errors import InputError
+from shared.errors import InputError, outcome_code
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
 
@@ -158,4 +158,7 @@ def status(args) -> int:
         if not args.watch or report["finished"]:
             break
         time.sleep(args.interval)
-    return 1 if report["counts"][str(ShardStatus.FAILED)] or report["dead_lettered"] else 0
+    counts = report["counts"]
+    return outcome_code(
+        counts[str(ShardStatus.FAILED)] + len(report["dead_lettered"]), counts[str(ShardStatus.PARTIAL)]
+    )

@@ -23,11 +23,22 @@ __all__ = [
     "StackError",
     "StoreError",
     "StoreRefusedError",
+    "EXIT_FAILED_SHARDS",
     "EXIT_INTERRUPTED",
+    "EXIT_PARTIAL_SHARDS",
+    "outcome_code",
     "run_command",
 ]
 
 EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C
+# Commands whose work finished report how it ended (``status``, ``python -m worker --catalog``):
+EXIT_FAILED_SHARDS = 1  # some shards FAILED (or were dead-lettered)
+EXIT_PARTIAL_SHARDS = 7  # none FAILED, but some PARTIAL: a granule could not be read
+
+
+def outcome_code(failed: int, partial: int) -> int:
+    """The exit code of finished work: 0, or which kind of shard needs the operator's eye."""
+    return EXIT_FAILED_SHARDS if failed else EXIT_PARTIAL_SHARDS if partial else 0
 
 
 class ShardQueueError(Exception):

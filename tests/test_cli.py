@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from shared.errors import EXIT_PARTIAL_SHARDS
 from tests.conftest import ROOT
 
 
@@ -65,7 +66,9 @@ def test_unreadable_granule_is_recorded_per_granule(greenland_catalog, tmp_path)
     result = run(
         "-m", "worker", "--catalog", str(greenland_catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key
     )
-    assert result.returncode == 0, result.stderr  # PARTIAL is not FAILED: the readable granule was written
+    assert result.returncode == EXIT_PARTIAL_SHARDS, (
+        result.stderr
+    )  # PARTIAL is not FAILED: the readable granule was written
     assert f"shard {key} PARTIAL" in result.stdout
     assert "junk.h5: corrupt: junk.h5: not a readable HDF5 file" in result.stdout
     assert "gone.h5: missing" in result.stdout
@@ -104,7 +107,8 @@ def test_each_error_kind_has_its_own_exit_code(capsys):
 
     kinds = [errors.InputError, errors.CredentialsError, errors.StackError, errors.StoreError, errors.RunError]
     codes = [kind.exit_code for kind in kinds]
-    assert len(set(codes)) == len(codes) and 0 not in codes and errors.EXIT_INTERRUPTED not in codes
+    outcomes = {0, errors.EXIT_FAILED_SHARDS, errors.EXIT_PARTIAL_SHARDS, errors.EXIT_INTERRUPTED}
+    assert len(set(codes)) == len(codes) and not outcomes & set(codes) and len(outcomes) == 4
     for kind in kinds:
 
         def fail(args, kind=kind):

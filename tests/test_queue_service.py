@@ -13,6 +13,7 @@ import xdggs
 
 from producer.cli import main as producer_main
 from shared.credentials import S3Credentials
+from shared.errors import EXIT_PARTIAL_SHARDS
 from shared.results import ShardStatus
 from shared.store import open_store
 from tests.independent import expected_cells, kept_points
@@ -215,7 +216,7 @@ def test_missing_granule_makes_a_partial_shard_naming_it_and_resubmit_mends_it(
     assert [f.granule for f in shard.granules_failed] == ["ATL06_20220101000000_99991411_006_01.h5"]
     assert shard.granules_failed[0].kind == "missing"
     capsys.readouterr()
-    assert producer_main(["status", "partial"]) == 0
+    assert producer_main(["status", "partial"]) == EXIT_PARTIAL_SHARDS
     out = capsys.readouterr().out
     assert "PARTIAL shard" in out and "ATL06_20220101000000_99991411_006_01.h5: missing" in out
     # the operator fixes the cause and resubmits from the run records (no DLQ message exists for PARTIAL)

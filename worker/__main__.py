@@ -7,7 +7,7 @@ import sys
 
 from shared.catalog import load_catalog
 from shared.config import load_config
-from shared.errors import run_command
+from shared.errors import outcome_code, run_command
 from shared.results import ShardStatus
 
 
@@ -78,7 +78,7 @@ def process_catalog(args: argparse.Namespace) -> int:
         observations += result.observations
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"{len(keys)} shards: {summary or 'none'}; {observations} observations; store {args.store}")
-    return 1 if counts.get(ShardStatus.FAILED) else 0
+    return outcome_code(counts.get(ShardStatus.FAILED, 0), counts.get(ShardStatus.PARTIAL, 0))
 
 
 def main(argv: list[str] | None = None) -> int:
