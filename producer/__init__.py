@@ -1,5 +1,5 @@
 """The operator's side: ``python -m producer`` (``cli``) submits runs (``submit``), reports them
-(``status``), brings failed shards back (``redrive``, ``deadletters``) and builds catalogs
+(``status``), brings failed shards back (``redrive``) and builds catalogs
 (``granule_catalog`` offline, ``cmr`` from NASA CMR, with ``regions`` and ``cycles``);
 ``stack`` is the embedded stack, ``synthetic`` the seeded granule generator, ``demo`` the demo."""
 
@@ -7,7 +7,6 @@ __all__ = [
     "cli",
     "cmr",
     "cycles",
-    "deadletters",
     "demo",
     "granule_catalog",
     "redrive",

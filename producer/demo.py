@@ -147,6 +147,7 @@ def run_demo(out: Path, started: float) -> int:
     from producer.stack import upload_granules
     from producer.synthetic import generate
     from shared.deployed import load_stack
+    from worker.progress import Progress
     from worker.runner import read_mapping, run
 
     step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
@@ -187,6 +188,7 @@ def run_demo(out: Path, started: float) -> int:
         until_empty=True,
         log=lambda line: print(line, flush=True),
         log_path=str(log_path),
+        progress=Progress(sys.stdout),
     )
 
     step(f"run status: python -m producer status {run_id}")

@@ -6,9 +6,9 @@ import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import build_messages, load_run_catalog, nasa_credentials, send_all
 from shared.credentials import get_credentials, put_credentials
+from shared.deadletters import DeadLetter, release, sweep
 from shared.deployed import load_stack
 from shared.errors import CredentialsError, InputError, RunError
 from shared.results import ShardStatus

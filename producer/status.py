@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import boto3
 
-from producer.deadletters import DeadLetter, release, sweep
 from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
+from shared.deadletters import DeadLetter, release, sweep
 from shared.deployed import load_stack
 from shared.errors import InputError, outcome_code
 from shared.results import FINISHED, ShardStatus

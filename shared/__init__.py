@@ -3,13 +3,14 @@
 One module per fact: the grid (orders, cells), the mission (ICESat-2 constants), the pipeline
 configuration, the reducers, the catalog (shard map), the SQS message, the run table, the
 credentials parameter, the stack's names and outputs, the output store, the error family and
-the one redaction point; ``shared.granules`` is the read layer.
+the one redaction point, reading the dead-letter queue; ``shared.granules`` is the read layer.
 """
 
 __all__ = [
     "catalog",
     "config",
     "credentials",
+    "deadletters",
     "deployed",
     "errors",
     "granules",

@@ -7,6 +7,7 @@ reads the stack's outputs. Both sides import the names from here.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -63,15 +64,17 @@ class WorkerSettings(BaseModel):
     deadline_margin_seconds: float = 30.0
 
     @classmethod
-    def from_env(cls) -> WorkerSettings:
+    def from_env(cls, environment: Mapping[str, str] | None = None) -> WorkerSettings:
+        """From the function's environment (this process's, or the deployed function's variables)."""
+        env = os.environ if environment is None else environment
         return cls(
-            run_table=os.environ[ENV_RUN_TABLE],
-            output_bucket=os.environ[ENV_OUTPUT_BUCKET],
-            output_prefix=os.environ.get(ENV_OUTPUT_PREFIX, ""),
-            parameter_prefix=os.environ[ENV_PARAMETER_PREFIX],
-            dead_letter_queue_url=os.environ[ENV_DLQ_URL],
-            max_receive_count=int(os.environ.get(ENV_MAX_RECEIVE_COUNT, "5")),
-            deadline_margin_seconds=float(os.environ.get(ENV_DEADLINE_MARGIN, "30")),
+            run_table=env[ENV_RUN_TABLE],
+            output_bucket=env[ENV_OUTPUT_BUCKET],
+            output_prefix=env.get(ENV_OUTPUT_PREFIX, ""),
+            parameter_prefix=env[ENV_PARAMETER_PREFIX],
+            dead_letter_queue_url=env[ENV_DLQ_URL],
+            max_receive_count=int(env.get(ENV_MAX_RECEIVE_COUNT, "5")),
+            deadline_margin_seconds=float(env.get(ENV_DEADLINE_MARGIN, "30")),
         )
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,7 +123,7 @@ def runners(tmp_path):
     def start(*args: str, name: str = "runner", function_log: bool = True) -> subprocess.Popen:
         """The function's log goes to NAME.jsonl (or, without ``function_log``, to the runner's stderr)."""
         out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        log_file = ["--log-file", str(tmp_path / f"{name}.jsonl")] if function_log else []
+        log_file = ["--log-file", str(tmp_path / f"{name}.jsonl") if function_log else "-"]
         cmd = [sys.executable, "-m", "worker", "--local", *log_file, *args]
         with out.open("w") as stdout, err.open("w") as stderr:
             proc = subprocess.Popen(
@@ -674,3 +675,39 @@ def test_a_runner_whose_queue_goes_away_says_so_and_stops(own_stack, runners, ho
     what = "no longer exists" if how == "queue deleted" else "refuses connections"
     assert line.startswith("error: ") and what in line and "run python -m producer stack up" in line, line
     assert not any(alive(p) for p in workers)
+
+
+# -- the runner as an operator sees it ----------------------------------------------------------------
+def test_runner_shows_progress_and_a_summary_and_keeps_the_function_log_in_a_file(world, tmp_path):
+    run_id = "operator-view"
+    assert submit(world.catalog, world.credentials, run_id, "--max-shards", "3") == 0
+    boto3.client("sqs").send_message(QueueUrl=world.outputs.queue_url, MessageBody="{not json")
+    began = time.monotonic()
+    got = subprocess.run(
+        [sys.executable, "-m", "worker", "--local", "--until-empty"],
+        cwd=tmp_path,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("{")], "the function's JSON log stays out of the terminal"
+    assert any(re.search(r"\] 4/4 shards, [\d.]+/s, ETA -$", line) for line in lines), got.stdout
+    assert f"run {run_id}: 3 shards: 3 SUCCEEDED" in lines, got.stdout
+    assert "dead-lettered: 1 message (python -m producer redrive after fixing the cause)" in lines
+    assert any("not a shard message: invalid shard message" in line for line in lines)
+    log = (tmp_path / "worker.log").read_text().splitlines()
+    assert sum('"shard finished"' in line for line in log) == 3
+    # an empty queue: the runner exits within a few seconds of starting its workers
+    began = time.monotonic()
+    again = subprocess.run(
+        [sys.executable, "-m", "worker", "--local", "--until-empty"],
+        cwd=tmp_path,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0 and time.monotonic() - began < 15, (time.monotonic() - began, again.stdout)

@@ -56,8 +56,8 @@ def release(env, messages: list[dict]) -> None:
 
 
 def dlq_reasons(env) -> list[dict[str, str]]:
-    from producer.deadletters import release as release_dlq
-    from producer.deadletters import sweep
+    from shared.deadletters import release as release_dlq
+    from shared.deadletters import sweep
 
     letters = sweep(boto3.client("sqs"), env.dead_letter_queue_url, hold_seconds=30)
     release_dlq(boto3.client("sqs"), env.dead_letter_queue_url, letters)

@@ -10,6 +10,8 @@ from shared.config import load_config
 from shared.errors import outcome_code, run_command
 from shared.results import ShardStatus
 
+DEFAULT_LOG_FILE = "worker.log"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -40,7 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="S",
         help="receive with this visibility timeout instead of the queue's",
     )
-    local.add_argument("--log-file", help="append the function's JSON log lines here instead of the terminal")
+    local.add_argument(
+        "--log-file",
+        default=DEFAULT_LOG_FILE,
+        help="append the function's JSON log lines here, as CloudWatch Logs would keep them "
+        "(default %(default)s; '-' for the terminal, which then shows no progress bar)",
+    )
     local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
     args = parser.parse_args(argv)
     if not args.local and not (args.catalog and args.store):
@@ -50,10 +57,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_queue(args: argparse.Namespace) -> int:
     from shared.deployed import load_stack
+    from worker.progress import Progress
     from worker.runner import read_mapping, run
 
     mapping = read_mapping(load_stack(args.stack).function_name)
-    return run(mapping, args.workers, args.until_empty, args.visibility_timeout, log_path=args.log_file)
+    to_terminal = args.log_file == "-"
+    return run(
+        mapping,
+        args.workers,
+        args.until_empty,
+        args.visibility_timeout,
+        log=lambda line: print(line, flush=True),
+        log_path=None if to_terminal else args.log_file,
+        progress=None if to_terminal else Progress(sys.stdout),
+    )
 
 
 def process_catalog(args: argparse.Namespace) -> int:

@@ -33,8 +33,13 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedErro
 from pydantic import BaseModel
 
 from shared.errors import RunError, StackError
+from shared.messages import peek_ids
+from shared.runstatus import RunStatusStore
+from shared.settings import WorkerSettings
+from worker.progress import Progress, Tally, summary_lines
 
 POLL_WAIT_SECONDS = 2  # long-poll length: short, so a stop request is honoured quickly
+IDLE, RECEIVING, HOLDING = 0, 1, 2  # what a worker process is doing (its slot in ``Workers.busy``)
 MAX_DEATHS_PER_WORKER = 5  # a worker that keeps dying (say, it cannot import) is not restarted forever
 
 
@@ -131,6 +136,8 @@ QUEUE_GONE_EXIT, ENDPOINT_DOWN_EXIT = 3, 4
 NO_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 TICK_SECONDS = 0.1  # how often the runner looks at its signals while it waits
+SUPERVISE_SECONDS = 0.5  # how often the runner looks at its workers and the queue
+DRAINED_CHECKS = 4  # an empty queue and idle workers this many looks in a row: drained
 UNAVAILABLE_GRACE_SECONDS = 5  # with the queue gone, records in flight cannot be recorded: stop soon
 
 
@@ -203,13 +210,14 @@ def poll_loop(
     visibility_timeout: int | None,
     log_path: str | None = None,
     runner_pid: int | None = None,
+    tally: Tally | None = None,
 ) -> None:
     """One worker process: receive, invoke, delete what succeeded, until asked to stop.
 
     It stops after the record in hand when the runner sets ``stop``, when a stop signal reaches
     the process itself (a terminal's Ctrl-C or hang-up, a service manager's SIGTERM to the whole
-    group) and when the runner is gone (killed: its children are re-parented). ``busy[slot]`` is 1
-    while this process holds records; the parent clears it if the process dies.
+    group) and when the runner is gone (killed: its children are re-parented). ``busy[slot]`` says
+    whether it is IDLE, RECEIVING or HOLDING records; the parent resets it if the process dies.
     """
     requests = StopRequests().listen()  # for the life of the process
     runner_pid = runner_pid or os.getppid()
@@ -226,7 +234,12 @@ def poll_loop(
     sqs = boto3.client("sqs")
     extra = {"VisibilityTimeout": visibility_timeout} if visibility_timeout else {}
     try:
-        while carry_on():
+        while True:
+            # RECEIVING before the last look at ``stop``: the runner, which sets ``stop`` before it
+            # kills the IDLE workers, never kills one that may have a receive under way.
+            busy[slot] = RECEIVING
+            if not carry_on():
+                break
             messages = sqs.receive_message(
                 QueueUrl=mapping.queue_url,
                 MaxNumberOfMessages=mapping.batch_size,
@@ -235,12 +248,12 @@ def poll_loop(
                 MessageAttributeNames=["All"],
                 **extra,
             ).get("Messages", [])
+            busy[slot] = HOLDING if messages else IDLE
             if messages:
-                busy[slot] = 1
                 try:
-                    invoke(lambda_handler, mapping, messages, sqs)
+                    invoke(lambda_handler, mapping, messages, sqs, tally)
                 finally:
-                    busy[slot] = 0
+                    busy[slot] = IDLE
     except (ClientError, BotoCoreError) as exc:
         code = unavailable_exit(exc)
         if code is None:
@@ -248,8 +261,13 @@ def poll_loop(
         sys.exit(code)  # quietly: the runner explains, once, and stops the others
 
 
-def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any) -> None:
+def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any, tally: Tally | None = None) -> None:
     """Invoke the handler with one batch, as Lambda would, and delete the records it did not report as failed."""
+    if tally is not None:
+        for run_id in {peek_ids(m["Body"])[0] for m in messages} - _runs_told:
+            if run_id is not None:
+                tally.run_ids.put(run_id)
+                _runs_told.add(run_id)
     context = LambdaContext(
         mapping.function_name,
         mapping.function_arn,
@@ -268,25 +286,24 @@ def invoke(lambda_handler: Any, mapping: Mapping, messages: list[dict], sqs: Any
             QueueUrl=mapping.queue_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
         )
+    if tally is not None:
+        tally.add(len(done), len(messages) - len(done))
 
 
-def queue_drained(sqs: Any, queue_url: str) -> bool:
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return all(
-        int(attrs.get(k, 0)) == 0
-        for k in (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
-    )
+_runs_told: set[str] = set()  # the run ids this worker process has told the runner of
+
+
+QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def queued(sqs: Any, queue_url: str) -> int:
+    """Messages in the queue: visible, in flight and delayed (SQS's approximate counts)."""
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=list(QUEUE_COUNTS))["Attributes"]
+    return sum(int(attrs.get(k, 0)) for k in QUEUE_COUNTS)
 
 
 class Workers:
@@ -295,8 +312,9 @@ class Workers:
     def __init__(self, mapping: Mapping, count: int, visibility_timeout: int | None, log_path: str | None) -> None:
         self.ctx = mp.get_context("spawn")  # fresh interpreters: no inherited clients, threads or locks
         self.stop_event, self.busy = self.ctx.Event(), self.ctx.Array("b", count)
+        self.tally = Tally(self.ctx)
         self.mapping = mapping
-        self.options = (visibility_timeout, log_path, os.getpid())
+        self.options = (visibility_timeout, log_path, os.getpid(), self.tally)
         self.deaths = 0
         self.procs = [self._start(slot) for slot in range(count)]
 
@@ -307,7 +325,8 @@ class Workers:
         return process
 
     def any_busy(self) -> bool:
-        return any(self.busy[:])
+        """Does a worker hold records?"""
+        return HOLDING in self.busy[:]
 
     def replace_dead(self, log: Callable[[str], Any]) -> int | None:
         """Like Lambda replacing a crashed execution environment: the records a dead worker held were
@@ -331,6 +350,9 @@ class Workers:
         what it held: the queue redelivers it after the visibility timeout.
         """
         self.stop_event.set()
+        for slot, process in enumerate(self.procs):
+            if self.busy[slot] == IDLE:  # starting up or between polls: it holds nothing, nothing to wait for
+                process.kill()
         deadline, heard = time.monotonic() + grace, len(requests.received)
         while (alive := [p.sentinel for p in self.procs if p.is_alive()]) and time.monotonic() < deadline:
             if len(requests.received) > heard:
@@ -343,12 +365,17 @@ class Workers:
             process.join()
 
 
-def supervise(workers: Workers, until_empty: bool, requests: StopRequests, log: Callable[[str], Any]) -> int:
+def supervise(
+    workers: Workers, until_empty: bool, requests: StopRequests, log: Callable[[str], Any], progress: Progress | None
+) -> int:
     """Watch the workers until a stop signal, too many deaths or (``until_empty``) a drained queue."""
     sqs, queue_url = boto3.client("sqs"), workers.mapping.queue_url
     quiet = 0
     while True:
-        requests.nap(1.0)
+        requests.nap(SUPERVISE_SECONDS)
+        waiting = count_queued(sqs, queue_url)
+        if progress is not None:
+            progress.update(workers.tally.done.value, waiting)
         if requests.received:
             log(
                 "stopping: letting records in flight finish (unfinished ones return to the queue; "
@@ -361,14 +388,14 @@ def supervise(workers: Workers, until_empty: bool, requests: StopRequests, log: 
             log(f"giving up: {workers.deaths} worker processes died (see the function log)")
             return 1
         if until_empty:
-            quiet = quiet + 1 if not workers.any_busy() and drained(sqs, queue_url) else 0
-            if quiet >= 3:  # the queue's counts are approximate: drained three checks in a row
+            quiet = quiet + 1 if not workers.any_busy() and waiting == 0 else 0
+            if quiet >= DRAINED_CHECKS:  # the queue's counts are approximate: drained several checks in a row
                 return 0
 
 
-def drained(sqs: Any, queue_url: str) -> bool:
+def count_queued(sqs: Any, queue_url: str) -> int:
     try:
-        return queue_drained(sqs, queue_url)
+        return queued(sqs, queue_url)
     except (ClientError, BotoCoreError) as exc:
         code = unavailable_exit(exc)
         if code is None:
@@ -383,6 +410,7 @@ def run(
     visibility_timeout: int | None = None,
     log=print,
     log_path: str | None = None,
+    progress: Progress | None = None,
 ) -> int:
     """Run worker processes until a stop signal (or, with ``until_empty``, until the queue is drained).
 
@@ -400,11 +428,25 @@ def run(
         )
         grace = mapping.timeout_s + 10
         try:
-            return supervise(workers, until_empty, requests, log)
+            code = supervise(workers, until_empty, requests, log, progress)
         except QueueUnavailable:
             grace = UNAVAILABLE_GRACE_SECONDS
             raise
         finally:
+            if progress is not None:
+                progress.clear()
             workers.stop(grace, requests, log)
             if workers.deaths:
                 log(f"{workers.deaths} worker process(es) died during the run; records they held return to the queue")
+        if progress is not None:
+            left = 0 if code == 0 and until_empty else count_queued(boto3.client("sqs"), mapping.queue_url)
+            progress.update(workers.tally.done.value, left, final=True)
+        settings = WorkerSettings.from_env(mapping.environment)
+        for line in summary_lines(
+            RunStatusStore(settings.run_table),
+            boto3.client("sqs"),
+            settings.dead_letter_queue_url,
+            workers.tally.runs(),
+        ):
+            log(line)
+        return code

@@ -26,7 +26,7 @@ from shared.granules import ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID
 from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
 from shared.redaction import redact
-from shared.results import FailureKind, ShardResult, ShardStatus
+from shared.results import FailureKind, ShardResult, ShardStatus, plural
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
 from shared.store import write_shard
@@ -168,9 +168,9 @@ def handle(
         message = ShardMessage.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) + ": " if first["loc"] else ""
         return invocation.give_up(
-            f"invalid shard message: {exc.error_count()} error(s), first: "
-            f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+            f"invalid shard message: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
         )
 
     log.append_keys(run_id=message.run_id, shard_key=str(message.shard_key))
