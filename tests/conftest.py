@@ -109,10 +109,13 @@ def env(stack_env, monkeypatch):
 @pytest.fixture
 def catalog(env, granules, tmp_path):
     """A catalog of ``granules``, uploaded to the emulator's S3."""
+    import uuid
+
     from producer.cli import main as producer_main
     from tests.queue_helpers import upload
 
-    prefix = upload("nsidc-test", granules)
+    # a prefix of its own: the stack (and its buckets) outlive the module, other tests upload too
+    prefix = upload("nsidc-test", granules, prefix=f"ATL06-{uuid.uuid4().hex[:8]}/")
     path = tmp_path / "catalog.json"
     assert producer_main(["catalog", "--granules", prefix, "--output", str(path)]) == 0
     return path

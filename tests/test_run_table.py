@@ -72,7 +72,7 @@ def test_status_reads_counts_and_problem_shards_only(env, catalog, tmp_path):
     doc["shards"][str(key)].append(
         {
             "id": "ATL06_20220101000000_99991411_006_01.h5",
-            "s3": "s3://nsidc-test/ATL06/ATL06_20220101000000_99991411_006_01.h5",
+            "s3": "s3://nsidc-test/never-uploaded/ATL06_20220101000000_99991411_006_01.h5",
         }
     )
     catalog.write_text(json.dumps(doc))
