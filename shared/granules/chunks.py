@@ -46,9 +46,9 @@ def decode_chunk(raw: bytes | memoryview, chunks: DatasetChunks, lo: int = 0, hi
     try:
         data = zlib.decompress(raw) if chunks.deflate else bytes(raw)
     except zlib.error as exc:
-        raise ChunkDecodeError(f"does not inflate ({exc})") from None
+        raise ChunkDecodeError(f"a chunk does not inflate ({exc})") from None
     if len(data) != chunks.chunk * dtype.itemsize:
-        raise ChunkDecodeError(f"holds {len(data)} bytes, not {chunks.chunk} elements of {dtype}")
+        raise ChunkDecodeError(f"a chunk holds {len(data)} bytes, not {chunks.chunk} elements of {dtype}")
     if not chunks.shuffle or dtype.itemsize == 1:
         return np.frombuffer(data, dtype)[lo:hi].copy()
     planes = np.frombuffer(data, np.uint8).reshape(dtype.itemsize, chunks.chunk)[:, lo:hi]

@@ -74,7 +74,7 @@ class RecordedChunks:
         def stored_bytes(offset: int, size: int) -> memoryview:
             got = store.get(offset, size)
             if got is None or len(got) < size:
-                raise ChunkDecodeError(f"the granule ends before byte {offset + size}")
+                raise ChunkDecodeError(f"the granule ends before byte {offset + size}, where a recorded chunk ends")
             return got
 
         parts = []
@@ -88,8 +88,8 @@ class RecordedChunks:
                 except ChunkDecodeError as exc:
                     raise GranuleReadError(
                         FailureKind.CORRUPT,
-                        f"{granule.id}: {config.dataset_path(beam, name)}: a recorded chunk {exc}; the "
-                        "catalog does not match the granule (rebuild it)",
+                        f"{granule.id}: {config.dataset_path(beam, name)}: {exc}: the catalog's recorded "
+                        "chunks do not match the granule (rebuild the catalog)",
                     ) from None
             fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
             cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
