@@ -164,3 +164,16 @@ def test_counts_are_worded_for_one_and_many():
         "2 granules",
         "1,500 cells",
     )
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    """`python -m producer status RUN | head -3`: the closed pipe ends the command quietly."""
+    script = (
+        "import sys\nfrom shared.errors import run_command\n"
+        "def many(args):\n    for i in range(200000):\n        print(i)\n    return 0\n"
+        "sys.exit(run_command(many, None))\n"
+    )
+    got = subprocess.run(
+        f"{sys.executable} -c '{script}' | head -1", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert got.stdout == "0\n" and "Traceback" not in got.stderr and "BrokenPipe" not in got.stderr
