@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from producer.stack import upload_granules
+from shared.errors import EXIT_PARTIAL_SHARDS
 from shared.granules.io import GranuleReadError, ReadContext, S3RangeReader, S3Source
 from shared.results import FailureKind
 from tests.conftest import GREENLAND
@@ -53,7 +54,7 @@ def test_missing_object_makes_the_shard_partial(s3_granules, tmp_path, capsys):
     capsys.readouterr()
     assert (
         worker_main(["--catalog", str(catalog), "--store", str(tmp_path / "o.zarr"), "--shard", key, "--workers", "1"])
-        == 0
+        == EXIT_PARTIAL_SHARDS
     )
     out = capsys.readouterr().out
     assert f"shard {key} PARTIAL" in out and "ATL06_gone.h5: missing" in out
