@@ -40,7 +40,7 @@ def embedded_stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def empty_queues(embedded_stack):
     """Each module starts with the shard queue and the DLQ empty, whatever an earlier module left."""
-    import boto3
+    from tests.queue_helpers import empty_queue
 
     with pytest.MonkeyPatch.context() as mp:
         for key, value in embedded_stack.environment().items():
@@ -48,15 +48,8 @@ def empty_queues(embedded_stack):
         from shared.deployed import load_stack
 
         outputs = load_stack(embedded_stack.stack_name)
-        sqs = boto3.client("sqs")
-        for url in (outputs.queue_url, outputs.dead_letter_queue_url):  # PurgeQueue is allowed once a minute
-            while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
-                "Messages"
-            ):
-                sqs.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)],
-                )
+        for url in (outputs.queue_url, outputs.dead_letter_queue_url):
+            empty_queue(url)
     return embedded_stack
 
 

@@ -110,5 +110,14 @@ def drain(outputs: StackOutputs, limit: int = 500) -> int:
     raise AssertionError(f"queue not drained after {limit} deliveries")
 
 
+def empty_queue(url: str) -> None:
+    """Delete every visible message of a queue (PurgeQueue is allowed once a minute)."""
+    sqs = boto3.client("sqs")
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages"):
+        sqs.delete_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        )
+
+
 def runs(outputs: StackOutputs) -> RunStatusStore:
     return RunStatusStore(outputs.run_table)

@@ -20,7 +20,7 @@ from shared.runstatus import StartOutcome
 from shared.store import open_store
 from tests.fault_helpers import Throttle, refusing_s3
 from tests.independent import expected_cells, kept_points
-from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, runs, submit
+from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, empty_queue, queue_counts, runs, submit
 from tests.test_real_data import assert_matches_independent
 from worker import handler
 
@@ -65,12 +65,7 @@ def dlq_reasons(env) -> list[dict[str, str]]:
 
 
 def purge_dlq(env) -> None:
-    sqs = boto3.client("sqs")
-    while messages := sqs.receive_message(
-        QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages", []):
-        for m in messages:
-            sqs.delete_message(QueueUrl=env.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])
+    empty_queue(env.dead_letter_queue_url)
 
 
 def store_chunks(store: str) -> list[str]:

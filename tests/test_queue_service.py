@@ -17,7 +17,17 @@ from shared.errors import EXIT_PARTIAL_SHARDS
 from shared.results import ShardStatus
 from shared.store import open_store
 from tests.independent import expected_cells, kept_points
-from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, queue_counts, runs, submit, upload
+from tests.queue_helpers import (
+    SECRET_PARTS,
+    credentials_file,
+    deliver,
+    drain,
+    empty_queue,
+    queue_counts,
+    runs,
+    submit,
+    upload,
+)
 from tests.test_real_data import assert_matches_independent
 from worker.service import Outcome, Services, handle
 
@@ -282,10 +292,4 @@ def test_submit_refuses_expired_credentials(env, catalog, tmp_path, capsys):
 
 
 def _purge_dlq(env) -> None:
-    """Empty the DLQ for the next test (PurgeQueue is allowed once a minute)."""
-    sqs = boto3.client("sqs")
-    while messages := sqs.receive_message(
-        QueueUrl=env.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30
-    ).get("Messages", []):
-        for m in messages:
-            sqs.delete_message(QueueUrl=env.dead_letter_queue_url, ReceiptHandle=m["ReceiptHandle"])
+    empty_queue(env.dead_letter_queue_url)
