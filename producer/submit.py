@@ -27,7 +27,6 @@ from shared.settings import (
     SQS_SEND_BATCH,
     StackOutputs,
 )
-from shared.store import create_template
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
 PRICE_PER_GB_SECOND = 0.0000133334
@@ -190,6 +189,8 @@ def confirm(prompt: str) -> bool:
 
 
 def submit(args) -> int:
+    from shared.store import create_template  # zarr: not imported by status, which reads the prices above
+
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
     keys = shard_map.select(args.shard, args.max_shards)
