@@ -27,7 +27,6 @@ from shared.settings import (
     SQS_SEND_BATCH,
     StackOutputs,
 )
-from shared.store import create_template
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
 PRICE_PER_GB_SECOND = 0.0000133334
@@ -208,6 +207,8 @@ def seconds_per_shard(given: float | None, runs: RunStatusStore) -> tuple[float,
 
 
 def submit(args) -> int:
+    from shared.store import create_template  # zarr: not imported by status, which reads the prices above
+
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
     keys = shard_map.select(args.shard, args.max_shards)

@@ -5,13 +5,14 @@ cells inside a shard by HEALPix *nested* ids at the child order. Points are plac
 on the WGS84 ellipsoid (authalic latitude, so every cell is equal-area), the grid xdggs decodes the
 store with; morton words are derived from those nested ids, so a point's shard always holds its
 cell. mortie places points too, but breaks exact ties (lon -180, lat -90, cell edges) otherwise.
+mortie is imported by the functions that use it: it imports pandas (~0.3 s with bytecode cached,
+~1 s without), which the many importers of the grid signature alone (status, messages) never need.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import mortie
 import numpy as np
 from healpix_geo.nested import lonlat_to_healpix
 from pydantic import BaseModel, ConfigDict
@@ -64,17 +65,23 @@ def parent_of(cell_ids: np.ndarray, cell_order: int, parent_order: int) -> np.nd
 
 def shard_nested_id(shard_key: int) -> int:
     """Nested id of a shard given its morton word."""
+    import mortie
+
     ids, _ = mortie.mort2healpix(np.array([shard_key], dtype=np.uint64))
     return int(ids[0])
 
 
 def shard_order(shard_key: int) -> int:
+    import mortie
+
     _, order = mortie.mort2healpix(np.array([shard_key], dtype=np.uint64))
     return int(order)
 
 
 def shard_keys_from_nested(nested: np.ndarray, order: int) -> np.ndarray:
     """Morton words (uint64) of nested ids at ``order``: the inverse of :func:`shard_nested_id`."""
+    import mortie
+
     nested = np.asarray(nested, dtype=np.int64)
     base = nested >> (2 * order)
     normed = nested & ((1 << (2 * order)) - 1)
@@ -98,6 +105,8 @@ def shard_latitude_band(shard_key: int, pad_degrees: float = 0.01) -> tuple[floa
 
     HEALPix cell edges are monotonic in latitude between vertices, so the vertices bound it.
     """
+    import mortie
+
     box = mortie.mort2bbox(np.uint64(shard_key))
     lo, hi = float(box["south"]), float(box["north"])
     return max(lo - pad_degrees, -90.0), min(hi + pad_degrees, 90.0)
