@@ -4,9 +4,10 @@
         load_catalog(CATALOG): wall time, and peak memory (VmHWM of this process: the interpreter,
         the imports and the load; "before" is the resident set after the imports). One JSON line.
     python -m bench.scale_probe calls OUT.json -- PRODUCER-ARGUMENTS...
-        ``python -m producer PRODUCER-ARGUMENTS`` (its ``main``, in this process), with a botocore
-        hook on boto3's default session counting every AWS call the command makes and the bytes of
-        each response body; the counts go to OUT.json, the exit code is the command's.
+        ``python -m producer PRODUCER-ARGUMENTS`` (its ``main``, in this process), with botocore
+        hooks on boto3's default session counting every AWS call the command makes, the bytes of
+        each response body and the time in each service's calls (from the call to its parsed
+        answer, retries included); the counts go to OUT.json, the exit code is the command's.
 
 Peak memory is read from /proc (VmHWM starts afresh at exec); ``ru_maxrss`` would not do, as Linux
 carries the parent's peak across fork and exec.
@@ -57,22 +58,32 @@ def count_calls(out: Path, argv: list[str]) -> int:
 
     calls: Counter = Counter()
     received: Counter = Counter()
+    seconds: Counter = Counter()
 
-    def note(http_response=None, model=None, **_) -> None:
+    def began(context=None, **_) -> None:
+        context["bench_began"] = time.perf_counter()
+
+    def note(http_response=None, model=None, context=None, **_) -> None:
         name = f"{model.service_model.service_name}.{model.name}"
         calls[name] += 1
+        seconds[model.service_model.service_name] += time.perf_counter() - context.get(
+            "bench_began", time.perf_counter()
+        )
         if http_response is not None and not model.has_streaming_output:  # reading a stream would consume it
             received[name] += len(http_response.content or b"")
 
     boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("after-call", note)  # clients created later inherit the hook
+    boto3.DEFAULT_SESSION.events.register("before-call", began)  # clients created later inherit the hooks
+    boto3.DEFAULT_SESSION.events.register("after-call", note)
     from producer.cli import main
 
     code = 1
     try:
         code = main(argv)
     finally:
-        out.write_text(json.dumps({"exit": code, "calls": dict(calls), "response_bytes": dict(received)}))
+        out.write_text(
+            json.dumps({"exit": code, "calls": dict(calls), "response_bytes": dict(received), "seconds": dict(seconds)})
+        )
     return code
 
 
