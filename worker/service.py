@@ -89,9 +89,10 @@ def dead_letter(services: Services, body: str, reason: str, attributes: dict[str
     services.sqs.send_message(
         QueueUrl=services.settings.dead_letter_queue_url,
         MessageBody=body,
-        MessageAttributes={
+        MessageAttributes={  # SQS refuses an attribute with an empty value
             k: {"DataType": "String", "StringValue": v}
-            for k, v in {FAILURE_REASON: redact(reason)[:1000], **attributes}.items()
+            for k, v in {FAILURE_REASON: redact(reason)[:1000] or "unknown", **attributes}.items()
+            if v
         },
     )
     return Outcome.DEAD_LETTERED
@@ -109,13 +110,11 @@ class Invocation:
         log: Any,
         on_result: Callable[[ShardResult], None] = lambda result: None,
     ):
-        self.body, self.receive_count, self.services, self.time_left, self.log = (
-            body,
-            receive_count,
-            services,
-            time_left,
-            log,
-        )
+        self.body = body
+        self.receive_count = receive_count
+        self.services = services
+        self.time_left = time_left
+        self.log = log
         self.on_result = on_result
         self.holder = uuid.uuid4().hex  # only this invocation may end the shard once it holds it
         self.run_id, self.shard_key = peek_ids(body)
