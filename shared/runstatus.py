@@ -434,28 +434,19 @@ class RunStatusStore:
             return Start(StartOutcome.DISAGREES, record)
         if record.status != ShardStatus.FAILED:
             return Start(StartOutcome.FINISHED, record)
-        try:
-            self._write(
-                self.client.transact_write_items,
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._key(run_id, shard_key),
-                            "UpdateExpression": update,
-                            "ConditionExpression": "#st = :failed AND message_digest = :digest",
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": _item({**values, ":failed": str(ShardStatus.FAILED)}),
-                        }
-                    },
-                    self._uncount(record),
-                ],
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return Start(StartOutcome.FINISHED, self.get_shard(run_id, shard_key))
-        return Start(StartOutcome.STARTED, self.get_shard(run_id, shard_key))
+        restarted = self._transact(
+            self._shard_update(
+                run_id,
+                shard_key,
+                update,
+                "#st = :failed AND message_digest = :digest",
+                names,
+                {**values, ":failed": str(ShardStatus.FAILED)},
+            ),
+            self._uncount(record),
+        )
+        outcome = StartOutcome.STARTED if restarted else StartOutcome.FINISHED
+        return Start(outcome, self.get_shard(run_id, shard_key))
 
     def _uncount(self, record: ShardRecord) -> dict[str, Any]:
         """Take a finished shard off its counter item (a redrive or resubmit runs it again)."""
@@ -525,39 +516,28 @@ class RunStatusStore:
                 values[f":f{i}"] = value
                 sets.append(f"#f{i} = :f{i}")
         update = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-        try:
-            self._write(
-                self.client.transact_write_items,
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._key(run_id, shard_key),
-                            "UpdateExpression": update,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": _item({**values, **_held(holder)}),
-                            "ConditionExpression": HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._counter_key(run_id, shard_key),
-                            "UpdateExpression": "ADD #c :one, observations :obs, compute_seconds :dur SET "
-                            "last_finished_at = :now",
-                            "ExpressionAttributeNames": {"#c": counter(status)},
-                            "ExpressionAttributeValues": _item(
-                                {":one": 1, ":obs": observations, ":dur": duration_s, ":now": now_iso()}
-                            ),
-                        }
-                    },
-                ],
-            )
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        return self._transact(
+            self._shard_update(
+                run_id,
+                shard_key,
+                update,
+                HELD_OR_PENDING if status == ShardStatus.FAILED else HELD,
+                names,
+                {**values, **_held(holder)},
+            ),
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._counter_key(run_id, shard_key),
+                    "UpdateExpression": "ADD #c :one, observations :obs, compute_seconds :dur SET "
+                    "last_finished_at = :now",
+                    "ExpressionAttributeNames": {"#c": counter(status)},
+                    "ExpressionAttributeValues": _item(
+                        {":one": 1, ":obs": observations, ":dur": duration_s, ":now": now_iso()}
+                    ),
+                }
+            },
+        )
 
     def retry_later(self, run_id: str, shard_key: int, error: str, holder: str) -> None:
         """RUNNING (held) or PENDING -> PENDING with the reason: the message comes back after the visibility timeout."""
@@ -582,6 +562,32 @@ class RunStatusStore:
             if not _conditional_failed(exc):
                 raise
 
+    def _shard_update(
+        self, run_id: str, shard_key: int, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A conditional update of a shard item, as one item of a transaction."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": self._key(run_id, shard_key),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": _item(values),
+            }
+        }
+
+    def _transact(self, shard_update: dict[str, Any], counter_update: dict[str, Any]) -> bool:
+        """A shard's status change and its counter item's change, both or neither. False when the
+        shard's condition failed (another invocation holds it, or it already changed)."""
+        try:
+            self._write(self.client.transact_write_items, TransactItems=[shard_update, counter_update])
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
     def _write(self, call: Callable[..., Any], **kwargs: Any) -> Any:
         """One write, retried here with jittered exponential backoff while DynamoDB throttles or
         cancels it for a conflicting transaction (botocore retries neither a TransactionConflict
@@ -600,31 +606,19 @@ class RunStatusStore:
         record = self.get_shard(run_id, shard_key)
         if record is None or record.status not in (ShardStatus.FAILED, ShardStatus.PARTIAL):
             return False
-        try:
-            self._write(
-                self.client.transact_write_items,
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self._key(run_id, shard_key),
-                            "UpdateExpression": "SET #st = :pending, #g = :g",
-                            "ConditionExpression": "#st = :old",
-                            "ExpressionAttributeNames": {"#st": "status", "#g": TABLE_GSI_PK},
-                            "ExpressionAttributeValues": _item(
-                                {
-                                    ":pending": str(ShardStatus.PENDING),
-                                    ":g": status_key(run_id, ShardStatus.PENDING),
-                                    ":old": str(record.status),
-                                }
-                            ),
-                        }
-                    },
-                    self._uncount(record),
-                ],
-            )
-            return True
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
+        pending = {
+            ":pending": str(ShardStatus.PENDING),
+            ":g": status_key(run_id, ShardStatus.PENDING),
+            ":old": str(record.status),
+        }
+        return self._transact(
+            self._shard_update(
+                run_id,
+                shard_key,
+                "SET #st = :pending, #g = :g",
+                "#st = :old",
+                {"#st": "status", "#g": TABLE_GSI_PK},
+                pending,
+            ),
+            self._uncount(record),
+        )
