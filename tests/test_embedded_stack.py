@@ -682,15 +682,18 @@ def test_runner_shows_progress_and_a_summary_and_keeps_the_function_log_in_a_fil
     run_id = "operator-view"
     assert submit(world.catalog, world.credentials, run_id, "--max-shards", "3") == 0
     boto3.client("sqs").send_message(QueueUrl=world.outputs.queue_url, MessageBody="{not json")
-    began = time.monotonic()
-    got = subprocess.run(
-        [sys.executable, "-m", "worker", "--local", "--until-empty"],
-        cwd=tmp_path,
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def until_empty() -> subprocess.CompletedProcess:  # the default log file lands in the command's folder
+        return subprocess.run(
+            [sys.executable, "-m", "worker", "--local", "--until-empty"],
+            cwd=tmp_path,
+            env={**os.environ},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    got = until_empty()
     assert got.returncode == 0, got.stderr
     lines = got.stdout.splitlines()
     assert not [line for line in lines if line.startswith("{")], "the function's JSON log stays out of the terminal"
@@ -702,12 +705,5 @@ def test_runner_shows_progress_and_a_summary_and_keeps_the_function_log_in_a_fil
     assert sum('"shard finished"' in line for line in log) == 3
     # an empty queue: the runner exits within a few seconds of starting its workers
     began = time.monotonic()
-    again = subprocess.run(
-        [sys.executable, "-m", "worker", "--local", "--until-empty"],
-        cwd=tmp_path,
-        env={**os.environ},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = until_empty()
     assert again.returncode == 0 and time.monotonic() - began < 15, (time.monotonic() - began, again.stdout)

@@ -227,6 +227,18 @@ def test_message_carrying_another_shards_index_is_poison_and_writes_nothing(env,
     purge_dlq(env)
 
 
+def succeeded(shard_key: int) -> ShardResult:
+    """What a worker reports for a shard it read: one granule, five points."""
+    return ShardResult(
+        shard_key=shard_key,
+        status=ShardStatus.SUCCEEDED,
+        granules_read=1,
+        observations=5,
+        cells_with_data=1,
+        duration_s=1.0,
+    )
+
+
 # -- 4. only the invocation that holds a shard may end it ---------------------------------------------
 def test_poison_copy_cannot_end_a_running_shard(env, catalog, tmp_path):
     assert submit(catalog, credentials_file(tmp_path), "held", "--max-shards", "1") == 0
@@ -240,14 +252,7 @@ def test_poison_copy_cannot_end_a_running_shard(env, catalog, tmp_path):
         assert deliver(env) == []
         shard = runs(env).get_shard("held", message.shard_key)
         assert shard.status == ShardStatus.RUNNING and shard.holder == "the-real-invocation"
-    result = ShardResult(
-        shard_key=message.shard_key,
-        status=ShardStatus.SUCCEEDED,
-        granules_read=1,
-        observations=5,
-        cells_with_data=1,
-        duration_s=1.0,
-    )
+    result = succeeded(message.shard_key)
     assert runs(env).finish("held", result, "the-real-invocation")
     run = runs(env).get_run("held")
     assert run.counts[ShardStatus.SUCCEEDED] == 1 and run.counts[ShardStatus.FAILED] == 0
@@ -262,14 +267,7 @@ def test_duplicate_that_takes_a_shard_over_counts_it_once(env, catalog, tmp_path
     store = runs(env)
     assert store.start("takeover", message.shard_key, message.digest(), "first").outcome is StartOutcome.STARTED
     assert store.start("takeover", message.shard_key, message.digest(), "second").outcome is StartOutcome.STARTED
-    result = ShardResult(
-        shard_key=message.shard_key,
-        status=ShardStatus.SUCCEEDED,
-        granules_read=1,
-        observations=5,
-        cells_with_data=1,
-        duration_s=1.0,
-    )
+    result = succeeded(message.shard_key)
     assert not store.finish("takeover", result, "first")  # taken over: its end is not counted
     assert not store.fail("takeover", message.shard_key, "late failure", "first")
     assert store.finish("takeover", result, "second")
