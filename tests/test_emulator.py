@@ -416,3 +416,101 @@ def test_an_s3_get_takes_the_latency_given_and_other_services_do_not(endpoint, s
     assert figures["slow"]["s3"] >= LATENCY_MS, figures
     assert figures["plain"]["s3"] < LATENCY_MS / 2, figures  # loopback: a few milliseconds
     assert figures["slow"]["sqs"] < LATENCY_MS / 2, figures
+
+
+def ranged_table(ddb, name: str) -> None:
+    """A run table's shape: partition key, numeric range key, one index on another attribute."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "colour", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-colour",
+                "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def fill(ddb, name: str, sizes: dict[str, int]) -> None:
+    for pk, n in sizes.items():
+        for start in range(0, n, 25):
+            ddb.batch_write_item(
+                RequestItems={
+                    name: [
+                        {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"N": str(i)}, "colour": {"S": "rgb"[i % 3]}}}}
+                        for i in range(start, min(n, start + 25))
+                    ]
+                }
+            )
+
+
+def query_all(ddb, **query) -> list[tuple[str, int]]:
+    pages = ddb.get_paginator("query").paginate(**query)
+    return [(i["pk"]["S"], int(i["sk"]["N"])) for page in pages for i in page["Items"]]
+
+
+def test_table_queries_answer_as_before_through_the_emulator(endpoint):
+    """What the DynamoDB fix must leave as moto had it: a partition's items in order, pages, conditions, indexes."""
+    ddb = client(endpoint, "dynamodb")
+    ranged_table(ddb, "partitions")
+    fill(ddb, "partitions", {"run-a": 40, "run-b": 7, "run-c": 0})
+    pk = {":p": {"S": "run-b"}}
+    assert query_all(ddb, TableName="partitions", KeyConditionExpression="pk = :p", ExpressionAttributeValues=pk) == [
+        ("run-b", i) for i in range(7)
+    ]
+    paged = query_all(
+        ddb,
+        TableName="partitions",
+        KeyConditionExpression="pk = :p AND sk >= :s",
+        ExpressionAttributeValues={":p": {"S": "run-a"}, ":s": {"N": "10"}},
+        ScanIndexForward=False,
+        PaginationConfig={"PageSize": 4},
+    )
+    assert paged == [("run-a", i) for i in range(39, 9, -1)]
+    none = {":p": {"S": "run-c"}}
+    assert query_all(ddb, TableName="partitions", KeyConditionExpression="pk = :p", ExpressionAttributeValues=none) == []
+    by_colour = query_all(
+        ddb,
+        TableName="partitions",
+        IndexName="by-colour",
+        KeyConditionExpression="colour = :c",
+        ExpressionAttributeValues={":c": {"S": "g"}},
+    )
+    assert sorted(by_colour) == sorted([("run-a", i) for i in range(1, 40, 3)] + [("run-b", i) for i in (1, 4)])
+
+
+def test_a_table_query_reads_its_own_partition_only(monkeypatch):
+    """moto compared every item of the table with the queried partition key, each page again."""
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
+    compared = [0]
+    stock_eq = DynamoType.__eq__
+
+    def counting_eq(self, other):
+        compared[0] += 1
+        return stock_eq(self, other)
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-west-2")
+        ranged_table(ddb, "partitions")
+        fill(ddb, "partitions", {"small": 5, "large": 600})
+        monkeypatch.setattr(DynamoType, "__eq__", counting_eq)
+        got = query_all(
+            ddb,
+            TableName="partitions",
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "small"}},
+            PaginationConfig={"PageSize": 2},
+        )
+    assert got == [("small", i) for i in range(5)]
+    assert compared[0] < 100, f"{compared[0]} key comparisons to read 5 items in 3 pages from a table of 605"

@@ -30,6 +30,11 @@ receive hands out (for its retention period). Filling a queue took time quadrati
 * a send computes none of the queue's message counts, GetQueueAttributes only those it asks for;
 * a scan of a queue reads the clock once, not once per message.
 
+moto's DynamoDB gathers a table query's candidates from the whole table, every page again, so
+reading one run's records grew slower with every run the table held. One more fix:
+
+* a table query reads its own partition only.
+
 ``python -m bench.queue --compare`` measures them (``--without-fix NAME`` leaves one out).
 
 moto also answers each request on a thread of its own without isolating one request from
@@ -333,6 +338,50 @@ def _sqs_scans_read_the_clock_once() -> bool:
     return True
 
 
+_query_partition = threading.local()  # per thread, the partition a table query reads (None: the whole table)
+
+
+def _dynamodb_query_reads_one_partition() -> bool:
+    """A query of a table (not of an index) reads the items of its partition, not the whole table.
+
+    moto gathers a query's candidates from every item of the table, sorted, and keeps those of the
+    queried partition; each page of a paginated query does it again. So a query's cost grew with
+    everything the table held: on a run table that several runs had filled, reading one run's
+    records took seconds. Here its candidates come from the queried partition alone: the same
+    items, in the same order.
+    """
+    import inspect
+
+    from moto.dynamodb.models.table import Table
+
+    query, all_items = Table.query, Table.all_items
+    if getattr(query, "one_partition", False):  # applied already
+        return True
+    signature = inspect.signature(query)
+    if not {"hash_key", "index_name"} <= signature.parameters.keys():
+        return False
+
+    def partition_items(self: Any) -> list:
+        key = getattr(_query_partition, "key", None)
+        if key is None or not self.range_key_attr:  # not within a query; a table kept item by item
+            return all_items(self)
+        return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+
+    @functools.wraps(query)
+    def one_partition_query(*args: Any, **kwargs: Any) -> Any:
+        called = signature.bind(*args, **kwargs).arguments
+        _query_partition.key = None if called.get("index_name") else called["hash_key"]
+        try:
+            return query(*args, **kwargs)
+        finally:
+            _query_partition.key = None
+
+    one_partition_query.one_partition = True  # type: ignore[attr-defined]
+    Table.query = one_partition_query
+    Table.all_items = partition_items
+    return True
+
+
 def isolated_services() -> list[str]:
     """DynamoDB always; SQS only where its long poll can give way (moto's shape as expected)."""
     try:
@@ -342,7 +391,13 @@ def isolated_services() -> list[str]:
         return ["dynamodb"]
 
 
-FIXES = (_service_modules_once, _object_bytes_without_copy, _sqs_counts_only_when_asked, _sqs_scans_read_the_clock_once)
+FIXES = (
+    _service_modules_once,
+    _object_bytes_without_copy,
+    _sqs_counts_only_when_asked,
+    _sqs_scans_read_the_clock_once,
+    _dynamodb_query_reads_one_partition,
+)
 FIX_NAMES = tuple(fix.__name__.lstrip("_") for fix in FIXES)
 
 
