@@ -476,7 +476,9 @@ def test_table_queries_answer_as_before_through_the_emulator(endpoint):
     )
     assert paged == [("run-a", i) for i in range(39, 9, -1)]
     none = {":p": {"S": "run-c"}}
-    assert query_all(ddb, TableName="partitions", KeyConditionExpression="pk = :p", ExpressionAttributeValues=none) == []
+    assert (
+        query_all(ddb, TableName="partitions", KeyConditionExpression="pk = :p", ExpressionAttributeValues=none) == []
+    )
     by_colour = query_all(
         ddb,
         TableName="partitions",
