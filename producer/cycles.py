@@ -18,42 +18,16 @@ Where the numbers come from:
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from shared.granule_name import GranuleName, parse_granule_name
 from shared.mission import CYCLE_DAYS
+
+__all__ = ["GranuleName", "cycle_search_window", "nominal_cycle_dates", "parse_granule_name"]
 
 DATA_START = date(2018, 10, 13)  # first science data: RGT 234, cycle 1 (partial)
 ANCHOR_CYCLE, ANCHOR_START = 14, date(2021, 12, 22)  # published cycle 14 start
 SEARCH_MARGIN = timedelta(days=10)
-
-# ATL06_YYYYMMDDhhmmss_ttttccrr_vvv_ee.h5 (tttt: RGT, cc: cycle, rr: granule region)
-_NAME = re.compile(r"^(ATL\d{2})_(\d{14})_(\d{4})(\d{2})(\d{2})_(\d{3})_(\d{2})")
-
-
-@dataclass(frozen=True)
-class GranuleName:
-    product: str
-    start: datetime
-    rgt: int
-    cycle: int
-    region: int
-    release: str
-    revision: str
-
-
-def parse_granule_name(name: str) -> GranuleName | None:
-    """The fields of an ICESat-2 granule name, or None if it does not follow the convention."""
-    m = _NAME.match(name.rsplit("/", 1)[-1])
-    if not m:
-        return None
-    product, stamp, rgt, cycle, region, release, revision = m.groups()
-    try:
-        start = datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    return GranuleName(product, start, int(rgt), int(cycle), int(region), release, revision)
 
 
 def nominal_cycle_dates(cycle: int) -> tuple[date, date]:

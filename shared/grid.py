@@ -41,6 +41,15 @@ class GridSignature(BaseModel):
     def children_per_shard(self) -> int:
         return children_per_shard(self.parent_order, self.child_order)
 
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The orders a store holds, finest first: the child order down to the shard's own."""
+        return tuple(range(self.child_order, self.parent_order - 1, -1))
+
+    def cells_per_shard(self, order: int) -> int:
+        """Cells of one shard at ``order``: its chunk length at that level."""
+        return children_per_shard(self.parent_order, order)
+
 
 DEFAULT_GRID = GridSignature()
 

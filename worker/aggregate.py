@@ -1,11 +1,20 @@
-"""Per-cell statistics of a shard's points, as configured: arrays in, arrays out."""
+"""Per-cell statistics of a shard's points, as configured: arrays in, arrays out.
+
+:func:`aggregate_levels` computes every level of the store (the child order down to the shard's
+own) and every time window from the points themselves, in one pass over them: quantiles and
+variances do not combine, so a coarse cell is never derived from finer cells' statistics.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from shared.config import PipelineConfig
+from shared.grid import GridSignature
 from shared.reducers import group_points, reduce
+
+# stats_by_level[order][name]: shape (windows, cells of the shard at that order)
+StatsByLevel = dict[int, dict[str, np.ndarray]]
 
 
 def aggregate(
@@ -17,4 +26,33 @@ def aggregate(
     for name, stat in config.statistics.items():
         params = {"q": stat.q} if stat.q is not None else {}
         out[name] = reduce(groups, stat.reducer, **params)
+    return out
+
+
+def aggregate_levels(
+    cell: np.ndarray,
+    h: np.ndarray,
+    sigma: np.ndarray,
+    window: np.ndarray,
+    config: PipelineConfig,
+    grid: GridSignature,
+    n_windows: int,
+) -> StatsByLevel:
+    """Statistics per window and per level of one shard's points.
+
+    ``cell`` is each point's child-cell index in the shard (0..children-1 at the child order),
+    ``window`` its window's position among the ``n_windows`` the shard writes (-1: in none, not
+    counted). Nested ids nest by bit shifting, so a point's cell at a coarser order is its child
+    index shifted right by two bits per order.
+    """
+    cell = np.asarray(cell, dtype=np.int64)
+    window = np.asarray(window, dtype=np.int64)
+    used = window >= 0
+    cell, h, sigma, window = cell[used], np.asarray(h)[used], np.asarray(sigma)[used], window[used]
+    out: StatsByLevel = {}
+    for order in grid.levels:
+        n = grid.cells_per_shard(order)
+        key = window * n + (cell >> (2 * (grid.child_order - order)))
+        stats = aggregate(key, h, sigma, config, n_windows * n)
+        out[order] = {name: values.reshape(n_windows, n) for name, values in stats.items()}
     return out
