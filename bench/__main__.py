@@ -296,21 +296,58 @@ def verdicts(r: dict) -> list[str]:
     return checks
 
 
-def time_aggregation(config, n_points: int = 1_000_000, n_cells: int = 4096, repeats: int = 3) -> dict:
-    """The configured statistics on random points over a shard's cells (best of a few runs, CPU of
-    this thread: numpy's sorts and bincounts run on one core)."""
-    from worker.aggregate import aggregate
+def time_aggregation(config, n_points: int = 1_000_000, windows: int = 4, repeats: int = 3) -> dict:
+    """The configured statistics on random points over one shard (best of a few runs, CPU of this
+    thread: numpy's sorts and bincounts run on one core), three ways on the same points: order 12
+    alone in one window (what a shard computed before time windows and overviews), every level
+    (12 down to 6) in one window, and every level in ``windows`` windows."""
+    from shared.grid import DEFAULT_GRID
+    from worker.aggregate import aggregate, aggregate_levels
 
+    grid = DEFAULT_GRID
     rng = np.random.default_rng(0)
-    cell = rng.integers(0, n_cells, n_points)
+    cell = rng.integers(0, grid.children_per_shard, n_points)
     h = rng.normal(1500.0, 300.0, n_points).astype(np.float32).astype(np.float64)
     sigma = rng.uniform(0.02, 1.0, n_points).astype(np.float32).astype(np.float64)
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.thread_time()
-        aggregate(cell, h, sigma, config, n_cells)
-        best = min(best, time.thread_time() - began)
-    return {"points": n_points, "cells": n_cells, "statistics": list(config.statistics), "cpu_s": best}
+    several = rng.integers(0, windows, n_points)
+    runs = {
+        "order12_one_window": lambda: aggregate(cell, h, sigma, config, grid.children_per_shard),
+        "levels_one_window": lambda: aggregate_levels(cell, h, sigma, np.zeros_like(cell), config, grid, 1),
+        f"levels_{windows}_windows": lambda: aggregate_levels(cell, h, sigma, several, config, grid, windows),
+    }
+    cpu = {}
+    for name, run in runs.items():
+        best = float("inf")
+        for _ in range(repeats):
+            began = time.thread_time()
+            run()
+            best = min(best, time.thread_time() - began)
+        cpu[name] = best
+    base = cpu["order12_one_window"]
+    return {
+        "points": n_points,
+        "cells": grid.children_per_shard,
+        "levels": list(grid.levels),
+        "windows": windows,
+        "statistics": list(config.statistics),
+        "cpu_s": base,
+        "cpu_s_by_layout": cpu,
+        "vs_order12_one_window": {name: value / base for name, value in cpu.items()},
+    }
+
+
+def aggregation_table(aggregation: dict) -> str:
+    """Before (order 12, one window) and after (overviews, several windows) on the same points."""
+    levels = f"levels {aggregation['levels'][0]}..{aggregation['levels'][-1]}"
+    labels = {
+        "order12_one_window": "before: order 12 alone, one window",
+        "levels_one_window": f"after: {levels}, one window",
+        f"levels_{aggregation['windows']}_windows": f"after: {levels}, {aggregation['windows']} windows",
+    }
+    return "\n".join(
+        f"  {labels[name]:<42} {cpu:7.3f} s CPU  {aggregation['vs_order12_one_window'][name]:5.2f} x"
+        for name, cpu in aggregation["cpu_s_by_layout"].items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(aggregation['statistics'])} statistics ({', '.join(aggregation['statistics'])}): "
         f"{aggregation['cpu_s']:.3f} s CPU on one core"
     )
+    print(aggregation_table(aggregation))
     report = {
         "input": {
             "granules": len(paths),

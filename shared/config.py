@@ -48,6 +48,7 @@ class PipelineConfig(BaseModel):
     longitude: str
     value: str
     sigma: str
+    time: str  # the point's time (ATL06: delta_time, GPS seconds since the ATLAS epoch): its window
     quality: QualityFilter | None = None
     statistics: dict[str, Statistic]
 

@@ -89,6 +89,11 @@ class TimeWindow(BaseModel):
         return self
 
     @property
+    def label(self) -> str:
+        span = f"{self.start:%Y-%m-%d %H:%M:%S}..{self.end:%Y-%m-%d %H:%M:%S}"
+        return f"cycle {self.cycle} ({span})" if self.cycle is not None else span
+
+    @property
     def bounds_s(self) -> tuple[float, float]:
         """``[start, end)`` in seconds since the ATLAS epoch: comparable with ``delta_time``."""
         return atlas_seconds(self.start), atlas_seconds(self.end)

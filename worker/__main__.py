@@ -7,7 +7,7 @@ import sys
 
 from shared.catalog import load_catalog
 from shared.config import load_config
-from shared.errors import outcome_code, run_command
+from shared.errors import InputError, outcome_code, run_command
 from shared.results import ShardStatus
 
 DEFAULT_LOG_FILE = "worker.log"
@@ -28,6 +28,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--shard", type=int, action="append", metavar="KEY", help="process only this shard (repeatable)"
     )
     parser.add_argument("--max-shards", type=int, metavar="N", help="process at most N shards")
+    parser.add_argument(
+        "--windows",
+        default="cycle",
+        metavar="KIND|START/END,...",
+        help="time windows: cycle (default), month, quarter, year, or explicit ranges START/END[,START/END...] "
+        "(ISO dates, UTC); a run writes the windows its granules start in (for ranges: every range)",
+    )
     parser.add_argument("--workers", type=int, metavar="N", help="shards (or with --local, worker processes) at a time")
     local = parser.add_argument_group("queue worker (--local)")
     local.add_argument(
@@ -74,22 +81,24 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def process_catalog(args: argparse.Namespace) -> int:
-    from shared.store import create_template
+    from shared.store import prepare_store
+    from shared.windows import WindowSpec
     from worker.local import run_local
 
+    try:
+        spec = WindowSpec.parse(args.windows)
+    except ValueError as exc:
+        raise InputError(f"--windows: {' '.join(str(exc).split())}") from None
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
-    keys = shard_map.select(args.shard, args.max_shards)
-    create_template(
-        args.store,
-        shard_map.shard_keys,
-        config,
-        shard_map.grid_signature,
-        {"catalog": shard_map.metadata.model_dump(mode="json")},
-    )
+    plan = prepare_store(args.store, shard_map, shard_map.select(args.shard, args.max_shards), config, spec)
+    if plan.outside:
+        print(f"{len(plan.outside)} shards of the catalog lie outside the store's region: not processed")
+    keys = plan.keys
+    print(f"windows: {', '.join(w.label for w in plan.windows) or 'none'}")
     counts: dict[str, int] = {}
     observations = 0
-    for result in run_local(shard_map, keys, config, args.store, args.workers):
+    for result in run_local(shard_map, keys, config, args.store, plan.region, plan.windows, args.workers):
         print(result.summary(), flush=True)
         counts[result.status] = counts.get(result.status, 0) + 1
         observations += result.observations

@@ -11,17 +11,23 @@ import numpy as np
 
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
-from shared.reducers import group_points, reduce
+from shared.reducers import group_points, reduce, value_order
 
 # stats_by_level[order][name]: shape (windows, cells of the shard at that order)
 StatsByLevel = dict[int, dict[str, np.ndarray]]
 
 
 def aggregate(
-    cell: np.ndarray, h: np.ndarray, sigma: np.ndarray, config: PipelineConfig, n_cells: int
+    cell: np.ndarray,
+    h: np.ndarray,
+    sigma: np.ndarray,
+    config: PipelineConfig,
+    n_cells: int,
+    by_value: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every configured statistic for cells ``0..n_cells-1``; empty cells hold the reducer's fill value."""
-    groups = group_points(cell, h, sigma, n_cells)
+    """Every configured statistic for cells ``0..n_cells-1``; empty cells hold the reducer's fill
+    value. ``by_value``: the points' :func:`~shared.reducers.value_order`, when already known."""
+    groups = group_points(cell, h, sigma, n_cells, by_value)
     out = {}
     for name, stat in config.statistics.items():
         params = {"q": stat.q} if stat.q is not None else {}
@@ -49,10 +55,11 @@ def aggregate_levels(
     window = np.asarray(window, dtype=np.int64)
     used = window >= 0
     cell, h, sigma, window = cell[used], np.asarray(h)[used], np.asarray(sigma)[used], window[used]
+    by_value = value_order(h)  # sorted once, for every level
     out: StatsByLevel = {}
     for order in grid.levels:
         n = grid.cells_per_shard(order)
         key = window * n + (cell >> (2 * (grid.child_order - order)))
-        stats = aggregate(key, h, sigma, config, n_windows * n)
+        stats = aggregate(key, h, sigma, config, n_windows * n, by_value)
         out[order] = {name: values.reshape(n_windows, n) for name, values in stats.items()}
     return out

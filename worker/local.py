@@ -13,7 +13,8 @@ from shared.config import PipelineConfig
 from shared.granules import ReadContext, S3RangeReader
 from shared.grid import GridSignature
 from shared.results import ShardResult, ShardStatus
-from shared.store import write_shard
+from shared.store import shard_position, write_shard
+from shared.windows import PlacedWindow
 from worker.shard import process_shard
 
 
@@ -23,27 +24,35 @@ class LocalJob:
     whole catalog (pickled into every process, a continental catalog cost more than the shard)."""
 
     shard_key: int
-    shard_index: int
+    shard_index: int  # its position in the store's region
     granules: list[GranuleRef]
     grid: GridSignature
+    windows: list[PlacedWindow]  # the windows it writes, with their positions in the store's time axis
 
 
 def run_one(job: LocalJob, config: PipelineConfig, store: str) -> ShardResult:
     needs_s3 = any(g.s3 for g in job.granules)
     context = ReadContext(s3=S3RangeReader() if needs_s3 else None)
     try:
-        return process_shard(
-            job.shard_key, job.granules, config, job.grid, partial(write_shard, store, job.shard_index), context
-        )
+        write = partial(write_shard, store, job.shard_index, [w.index for w in job.windows])
+        return process_shard(job.shard_key, job.granules, config, job.grid, job.windows, write, context)
     except Exception as exc:  # a shard that cannot be written is FAILED, the others go on
         return ShardResult(shard_key=job.shard_key, status=ShardStatus.FAILED, error=" ".join(str(exc).split()))
 
 
 def run_local(
-    shard_map: ShardMap, keys: list[int], config: PipelineConfig, store: str, workers: int | None = None
+    shard_map: ShardMap,
+    keys: list[int],
+    config: PipelineConfig,
+    store: str,
+    region: list[int],
+    windows: list[PlacedWindow],
+    workers: int | None = None,
 ) -> Iterator[ShardResult]:
-    """Yield each shard's result as it finishes. Shards run in separate processes (CPU-bound)."""
-    jobs = [LocalJob(k, shard_map.shard_index(k), shard_map.shards[k], shard_map.grid_signature) for k in keys]
+    """Yield each shard's result as it finishes. Shards run in separate processes (CPU-bound).
+    ``region`` (sorted shard keys) places each shard in the store, ``windows`` are those it writes."""
+    grid = shard_map.grid_signature
+    jobs = [LocalJob(k, shard_position(region, k), shard_map.shards[k], grid, windows) for k in keys]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     if workers <= 1:
         for job in jobs:
