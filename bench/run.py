@@ -20,8 +20,11 @@ import json
 import resource
 import sys
 import time
+from datetime import UTC, datetime
 
 import numpy as np
+
+from shared.windows import TimeWindow
 
 STRATEGIES = ("baseline", "reader", "reader_segments", "reader_catalog")
 
@@ -44,6 +47,9 @@ def _peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+ALL_TIME = TimeWindow(start=datetime(2018, 1, 1, tzinfo=UTC), end=datetime(2100, 1, 1, tzinfo=UTC))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         captured.update(aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard))
         observations, failed = len(points), 0
     else:
-        result = process_shard(args.shard, granules, config, grid, captured.update, context)
+        # one window holding every point, order 12: the statistics the baseline computes
+        result = process_shard(
+            args.shard,
+            granules,
+            config,
+            grid,
+            [ALL_TIME],
+            lambda s: captured.update({k: v[0] for k, v in s[12].items()}),
+            context,
+        )
         observations, failed = result.observations, len(result.granules_failed)
         if failed:
             print(f"warning: {failed} granules failed: {result.granules_failed[:3]}", file=sys.stderr)

@@ -82,6 +82,20 @@ def submit_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="pipeline config YAML (default: the shipped ATL06 config)")
     p.add_argument("--shard", type=int, action="append", metavar="KEY", help="submit only this shard (repeatable)")
     p.add_argument("--max-shards", type=int, metavar="N", help="submit at most N shards")
+    p.add_argument(
+        "--windows",
+        default="cycle",
+        metavar="KIND|START/END,...",
+        help="time windows: cycle (default), month, quarter, year, or explicit ranges START/END[,START/END...] "
+        "(ISO dates, UTC); a run writes the windows its granules start in (for ranges: every range), adding them "
+        "to an existing store's time axis",
+    )
+    p.add_argument(
+        "--region",
+        metavar="NAME_OR_GEOJSON",
+        help="the store's cells: the order-6 shards of a packaged region (antarctica_basins) or a GeoJSON polygon "
+        "file (default: an existing store's region, else the catalog's shards)",
+    )
     p.add_argument("--run-id", help="run id; re-submitting an existing run id only sends its PENDING shards")
     p.add_argument("--output-creds", metavar="FILE", help="credentials JSON for an external output store")
     p.add_argument(

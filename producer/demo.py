@@ -193,12 +193,14 @@ def run_demo(out: Path, started: float) -> int:
 
     step(f"run status: python -m producer status {run_id}")
     producer(["status", run_id])
+    from shared.grid import DEFAULT_GRID
     from shared.runstatus import RunStatusStore
+    from shared.store import level_group
 
     record = RunStatusStore(outputs.run_table).get_run(run_id)
     local_store = out / "h_mean.zarr"
     download_store(record.store, local_store)
-    ds = xr.open_zarr(local_store)
+    ds = xr.open_zarr(local_store, group=level_group(DEFAULT_GRID.child_order)).isel(time=-1)  # the latest window
     png = out / "h_mean.png"
     drawn = draw_map(ds, png)
     step("done")
@@ -207,8 +209,8 @@ def run_demo(out: Path, started: float) -> int:
     print(
         "open it with xarray and xdggs:\n"
         "    import xarray as xr, xdggs\n"
-        f'    ds = xdggs.decode(xr.open_zarr("{local_store}"))\n'
-        '    ds["h_mean"].where(ds["count"] > 0).dropna("cells")'
+        f'    ds = xdggs.decode(xr.open_zarr("{local_store}", group="12"))  # or "11" .. "6"\n'
+        '    ds["h_mean"].isel(time=-1).where(ds["count"].isel(time=-1) > 0).dropna("cells")'
     )
     print(f"total time {time.monotonic() - started:.0f} s")
     bad = record.counts.get("FAILED", 0) + record.counts.get("PARTIAL", 0)

@@ -139,13 +139,13 @@ def resubmit(args) -> int:
         print(f"refreshed credentials parameter {name}")
     s3 = boto3.client("s3")
     shard_map = load_run_catalog(s3, run)
-    keys = [
-        r.shard_key
+    positions = {
+        r.shard_key: r.shard_index
         for status in statuses
         for r in runs.shards(args.run_id, status)
         if status == ShardStatus.PENDING or runs.reset(args.run_id, r.shard_key)
-    ]
-    messages = list(build_messages(shard_map, run, keys, s3, stack).values())
+    }
+    messages = list(build_messages(shard_map, run, positions, s3, stack).values())
     unsent = send_all(boto3.client("sqs"), stack.queue_url, messages)
     print(f"resubmitted {len(messages) - len(unsent)} shards of run {args.run_id} ({', '.join(statuses)})")
     if unsent:

@@ -27,6 +27,7 @@ from shared.settings import (
     SQS_SEND_BATCH,
     StackOutputs,
 )
+from shared.windows import PlacedWindow, WindowSpec
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
 PRICE_PER_GB_SECOND = 0.0000133334
@@ -99,18 +100,21 @@ def _has_env_login() -> bool:
 
 
 def build_messages(
-    shard_map: ShardMap, run: RunRecord, keys: list[int], s3, stack: StackOutputs
+    shard_map: ShardMap, run: RunRecord, positions: dict[int, int], s3, stack: StackOutputs
 ) -> dict[int, ShardMessage]:
-    """One message per shard, from the run's record and its catalog alone, so that any shard's
-    message can be rebuilt, identical, later (resubmit); a granule list too large to inline goes
-    to the stack's bucket (under a key fixed by the run and the shard)."""
+    """One message per shard of ``positions`` (shard key -> its position in the store's region),
+    from the run's record and its catalog alone, so that any shard's message can be rebuilt,
+    identical, later (resubmit, from the shard records' positions); a granule list too large to
+    inline goes to the stack's bucket (under a key fixed by the run and the shard)."""
     config = PipelineConfig.model_validate(run.config)
+    windows = tuple(PlacedWindow.model_validate(w) for w in run.windows)
     messages = {}
-    for key in keys:
+    for key, position in positions.items():
         common = dict(
             run_id=run.run_id,
             shard_key=key,
-            shard_index=shard_map.shard_index(key),
+            shard_index=position,
+            windows=windows,
             grid=shard_map.grid_signature,
             config=config,
             store=run.store,
@@ -206,11 +210,25 @@ def seconds_per_shard(given: float | None, runs: RunStatusStore) -> tuple[float,
     return ASSUMED_SECONDS_PER_SHARD, "assumed: no finished run recorded yet, measure with a small run"
 
 
-def submit(args) -> int:
-    from shared.store import create_template  # zarr: not imported by status, which reads the prices above
+def region_keys(source: str | None) -> list[int] | None:
+    """The order-6 shard keys of a packaged region or a GeoJSON file; None when none is given."""
+    if source is None:
+        return None
+    from producer.regions import read_geojson
 
+    return [int(k) for k in read_geojson(source).shards()]
+
+
+def submit(args) -> int:
+    from shared.store import prepare_store, shard_position  # zarr: not imported by status, which reads the prices above
+
+    try:
+        spec = WindowSpec.parse(args.windows)
+    except ValueError as exc:
+        raise InputError(f"--windows: {' '.join(str(exc).split())}") from None
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
+    region = region_keys(args.region)
     keys = shard_map.select(args.shard, args.max_shards)
     if not keys:
         raise InputError(f"catalog {args.catalog} selects no shards")
@@ -245,14 +263,16 @@ def submit(args) -> int:
         output_param = parameter_name(stack.parameter_prefix, run_id, "output")
         put_credentials(ssm, output_param, output_creds)
 
-    create_template(
-        store,
-        shard_map.shard_keys,
-        config,
-        shard_map.grid_signature,
-        {"run_id": run_id, "catalog": shard_map.metadata.model_dump(mode="json")},
-        output_creds.for_client() if output_creds else None,
+    # the store's region and time axis, extended (once, here) before any worker writes
+    plan = prepare_store(
+        store, shard_map, keys, config, spec, region, output_creds.for_client() if output_creds else None
     )
+    if plan.outside:
+        print(f"{len(plan.outside)} shards of the catalog lie outside the store's region: not submitted")
+    keys = plan.keys
+    if not keys:
+        raise InputError(f"no shard of catalog {args.catalog} lies in the store's region")
+    print(f"windows: {', '.join(w.label for w in plan.windows) or 'none'}")
     try:
         run = runs.create_run(
             RunRecord(
@@ -267,13 +287,14 @@ def submit(args) -> int:
                 granules=plan.granules,
                 memory_mb=stack.memory_mb,
                 catalog_url=store_catalog(s3, stack, run_id, args.catalog),
+                windows=[w.model_dump(mode="json") for w in plan.windows],
             )
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
     # An existing run id keeps what it was submitted with: its messages are rebuilt from its record.
-    messages = build_messages(shard_map, run, keys, s3, stack)
+    messages = build_messages(shard_map, run, {k: shard_position(plan.region, k) for k in keys}, s3, stack)
     recorded = runs.shard_statuses(run_id)
     runs.put_shards(
         [

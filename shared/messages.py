@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shared.catalog import UINT64_MAX, GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
+from shared.windows import PlacedWindow
 
 # Message attributes of a dead-lettered message: why, and whether its shard record says FAILED.
 FAILURE_REASON = "failure_reason"
@@ -23,10 +24,13 @@ RECORDED = "shard_record_failed"
 class ShardMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     run_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
     shard_key: int = Field(ge=0, le=UINT64_MAX)
-    shard_index: int = Field(ge=0, description="position of the shard in the store (its chunk index)")
+    shard_index: int = Field(ge=0, description="position of the shard in the store's region (its chunk index)")
+    windows: tuple[PlacedWindow, ...] = Field(
+        min_length=1, description="the time windows the shard writes, each with its index in the store's time axis"
+    )
     grid: GridSignature
     config: PipelineConfig
     store: str = Field(min_length=1)
@@ -39,6 +43,13 @@ class ShardMessage(BaseModel):
     def _one_granule_source(self) -> ShardMessage:
         if (self.granules is None) == (self.granules_url is None):
             raise ValueError("exactly one of 'granules' and 'granules_url' must be given")
+        return self
+
+    @model_validator(mode="after")
+    def _windows_in_axis_order(self) -> ShardMessage:
+        for a, b in zip(self.windows, self.windows[1:], strict=False):
+            if not (a.index < b.index and a.end <= b.start):
+                raise ValueError("windows must be in the order of the store's time axis, without overlap")
         return self
 
     def body(self) -> str:

@@ -122,6 +122,7 @@ class RunRecord(BaseModel):
     granules: int
     memory_mb: int = 0
     catalog_url: str | None = None  # the catalog as submitted, from which any shard's message is rebuilt
+    windows: list[dict[str, Any]] = []  # the windows the run writes (PlacedWindow), for rebuilt messages
     output_credentials_parameter: str | None = None
     # Summed from the counter items when read:
     counts: dict[ShardStatus, int] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 from healpix_geo.nested import lonlat_to_healpix
@@ -15,10 +17,19 @@ def declared_fill(dataset: h5py.Dataset):
     return dataset.fillvalue if declared else None
 
 
+def granule_cycle(f: h5py.File, path) -> int:
+    """The granule's own cycle: orbit_info/cycle_number, else the ``cc`` of its name (ttttccrr)."""
+    if "orbit_info/cycle_number" in f:
+        return int(f["orbit_info/cycle_number"][0])
+    return int(re.search(r"ATL06_\d{14}_\d{4}(\d{2})\d{2}_", str(path)).group(1))
+
+
 def kept_points(path) -> dict[str, np.ndarray]:
-    """Quality-0 points with real coordinates, height and sigma, from every beam present."""
-    cols = {k: [] for k in ("lat", "lon", "h", "s")}
+    """Quality-0 points with real coordinates, height, sigma and time, from every beam present;
+    ``t`` is delta_time, ``cycle`` the granule's own cycle number for every point."""
+    cols = {k: [] for k in ("lat", "lon", "h", "s", "t", "cycle")}
     with h5py.File(path, "r") as f:
+        cycle = granule_cycle(f, path)
         for beam in BEAMS:
             if f"{beam}/land_ice_segments" not in f:
                 continue
@@ -29,10 +40,19 @@ def kept_points(path) -> dict[str, np.ndarray]:
             ok &= h != g["h_li"].fillvalue
             ok &= s != g["h_li_sigma"].fillvalue
             ok &= np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (lon >= -180) & (lon < 360)
-            for name, values in (("latitude", lat), ("longitude", lon)):
+            t = g["delta_time"][:]
+            ok &= np.isfinite(t)
+            for name, values in (("latitude", lat), ("longitude", lon), ("delta_time", t)):
                 if declared_fill(g[name]) is not None:
                     ok &= values != declared_fill(g[name])
-            for key, arr in (("lat", lat), ("lon", lon), ("h", h), ("s", s)):
+            for key, arr in (
+                ("lat", lat),
+                ("lon", lon),
+                ("h", h),
+                ("s", s),
+                ("t", t),
+                ("cycle", np.full(h.size, cycle)),
+            ):
                 cols[key].append(arr[ok])
     return {k: np.concatenate(v) if v else np.empty(0) for k, v in cols.items()}
 
@@ -57,3 +77,7 @@ def expected_cells(points: dict[str, np.ndarray], level: int = 12) -> dict[int, 
             "h_q75": np.quantile(h, 0.75),
         }
     return out
+
+
+def subset(points: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[mask] for k, v in points.items()}

@@ -14,6 +14,7 @@ from shared.granules.strategies import CATALOG_SEGMENTS, LATITUDE_SEARCH, RECORD
 from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
 from shared.results import ShardResult, ShardStatus
 from tests.independent import expected_cells, kept_points
+from tests.pipeline import ALL_TIME
 from tests.test_real_data import assert_cells_match
 from worker.shard import process_shard
 
@@ -46,7 +47,11 @@ def cataloged(path: Path) -> dict[int, GranuleRef]:
 def process(shard_key: int, granules: list[GranuleRef], context: ReadContext | None = None) -> tuple[ShardResult, dict]:
     """The shard processed as a worker does; returns its result and the statistics it wrote."""
     written: dict[str, np.ndarray] = {}
-    result = process_shard(shard_key, granules, load_config(), DEFAULT_GRID, written.update, context)
+
+    def write(stats: dict[int, dict[str, np.ndarray]]) -> None:
+        written.update({name: values[0] for name, values in stats[DEFAULT_GRID.child_order].items()})
+
+    result = process_shard(shard_key, granules, load_config(), DEFAULT_GRID, [ALL_TIME], write, context)
     return result, written
 
 

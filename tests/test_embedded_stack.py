@@ -46,8 +46,10 @@ from shared.grid import shard_nested_id
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunStatusStore
 from shared.settings import StackOutputs
-from shared.store import create_template, open_store
+from shared.store import open_store, prepare_store
+from shared.windows import WindowSpec
 from tests.independent import expected_cells, kept_points
+from tests.pipeline import FINEST
 from tests.queue_helpers import SECRET_PARTS, credentials_file, queue_counts, submit, upload
 from tests.test_real_data import assert_matches_independent
 from worker.runner import read_mapping
@@ -252,7 +254,7 @@ def assert_queues_empty(outputs: StackOutputs) -> None:
 
 
 def open_run_store(world: World, run_id: str) -> xr.Dataset:
-    return xr.open_zarr(open_store(world.runs().get_run(run_id).store, read_only=True))
+    return xr.open_zarr(open_store(world.runs().get_run(run_id).store, read_only=True), group=FINEST)
 
 
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
@@ -461,7 +463,7 @@ def test_always_failing_message_reaches_the_dlq_and_redrive_brings_it_back(world
 
     # Fix the cause, then redrive; the runner is still polling.
     shard_map = load_catalog(world.catalog)
-    create_template(run.store, shard_map.shard_keys, load_config(), shard_map.grid_signature, {"run_id": run_id})
+    prepare_store(run.store, shard_map, shard_map.shard_keys, load_config(), WindowSpec())
     assert producer_main(["redrive", "--run-id", run_id]) == 0
     assert "moved 1 messages" in capsys.readouterr().out
     assert counts(world.outputs, dlq)[""] == 0

@@ -20,6 +20,7 @@ from shared.runstatus import StartOutcome
 from shared.store import open_store
 from tests.fault_helpers import Throttle, refusing_s3
 from tests.independent import expected_cells, kept_points
+from tests.pipeline import FINEST
 from tests.queue_helpers import SECRET_PARTS, credentials_file, deliver, drain, empty_queue, queue_counts, runs, submit
 from tests.test_real_data import assert_matches_independent
 from worker import handler
@@ -82,7 +83,7 @@ def store_chunks(store: str) -> list[str]:
 
 def assert_shards_match_independent(store: str, granules, messages: list[dict]) -> None:
     """The shards of ``messages`` in the store equal the independent computation, cell by cell."""
-    ds = xr.open_zarr(open_store(store, read_only=True))
+    ds = xr.open_zarr(open_store(store, read_only=True), group=FINEST)
     expected = {}
     for g in granules:
         expected.update(expected_cells(kept_points(g)))

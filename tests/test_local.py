@@ -10,6 +10,7 @@ import numpy as np
 from shared.catalog import GranuleRef, ShardMap
 from shared.config import load_config
 from shared.grid import shard_keys_of
+from shared.windows import PlacedWindow, cycle_window
 from worker import local
 
 
@@ -41,7 +42,12 @@ def test_a_job_carries_its_shard_not_the_catalog(monkeypatch):
     assert len(shard_map.shard_keys) > 100
     monkeypatch.setattr(local, "ProcessPoolExecutor", RecordingPool)
     RecordingPool.sent = []
-    results = list(local.run_local(shard_map, shard_map.shard_keys[:4], load_config(), "unused.zarr", workers=2))
+    windows = [PlacedWindow(**cycle_window(6).model_dump(), index=0)]
+    results = list(
+        local.run_local(
+            shard_map, shard_map.shard_keys[:4], load_config(), "unused.zarr", shard_map.shard_keys, windows, workers=2
+        )
+    )
     assert len(results) == 4
     catalog = len(pickle.dumps(shard_map))
     assert max(RecordingPool.sent) < catalog / 50, (max(RecordingPool.sent), catalog)

@@ -17,6 +17,7 @@ from shared.errors import EXIT_PARTIAL_SHARDS
 from shared.results import ShardStatus
 from shared.store import open_store
 from tests.independent import expected_cells, kept_points
+from tests.pipeline import FINEST
 from tests.queue_helpers import (
     SECRET_PARTS,
     credentials_file,
@@ -56,7 +57,7 @@ def test_run_end_to_end_matches_independent_values(env, catalog, granules, tmp_p
     assert len(shards) == n and {s.status for s in shards} <= {ShardStatus.SUCCEEDED, ShardStatus.EMPTY}
     run = runs(env).get_run("e2e")
     assert sum(run.counts.values()) == n
-    ds = xr.open_zarr(open_store(run.store, read_only=True))
+    ds = xr.open_zarr(open_store(run.store, read_only=True), group=FINEST)
     assert xdggs.decode(ds).dggs.grid_info.level == 12
     expected = {}
     for g in granules:

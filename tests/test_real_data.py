@@ -14,7 +14,9 @@ STATS = ("h_min", "h_max", "h_mean", "h_sigma", "h_variance", "h_q25", "h_q50", 
 
 
 def assert_matches_independent(ds, expected: dict[int, dict[str, float]]) -> None:
-    assert_cells_match(ds["cell_ids"].values, {name: ds[name].values for name in ("count", *STATS)}, expected)
+    """A store level (or a slice of its cells) with one time window holds exactly ``expected``."""
+    assert ds.sizes["time"] == 1, f"one time window expected, the store has {ds.sizes['time']}"
+    assert_cells_match(ds["cell_ids"].values, {name: ds[name].values[0] for name in ("count", *STATS)}, expected)
 
 
 def assert_cells_match(

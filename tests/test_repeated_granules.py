@@ -14,7 +14,9 @@ from shared.config import load_config
 from shared.granules import ReadContext
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
+from shared.windows import PlacedWindow
 from tests.conftest import GREENLAND
+from tests.pipeline import ALL_TIME, FINEST
 from tests.test_cli import assert_clean_error, run
 from worker.shard import process_shard
 
@@ -37,7 +39,7 @@ def test_a_hand_merged_catalog_counts_a_repeated_granule_once(greenland_catalog,
     assert len(warnings) == len(doc["shard_keys"]), result.stderr
     for key, line in zip(doc["shard_keys"], warnings):
         assert f"shard {key} lists granule {GREENLAND} more than once" in line, line
-    once, twice = xr.open_zarr(tmp_path / "once.zarr"), xr.open_zarr(tmp_path / "twice.zarr")
+    once, twice = (xr.open_zarr(tmp_path / name, group=FINEST) for name in ("once.zarr", "twice.zarr"))
     assert int(once["count"].sum()) > 0
     for name in once.data_vars:
         np.testing.assert_array_equal(once[name].values, twice[name].values, err_msg=name)
@@ -66,14 +68,19 @@ def test_a_message_listing_a_granule_twice_counts_it_once(data_dir):
         store="s3://b/p/r.zarr",
         granules=[ref, ref.model_copy(update={"chunks": None})],
         credentials_parameter="/stack/runs/r/read-credentials",
+        windows=[PlacedWindow(**ALL_TIME.model_dump(), index=0)],
     )
     written: dict[str, dict] = {}
-    once = process_shard(key, [ref], config, DEFAULT_GRID, lambda stats: written.update(once=stats))
-    twice = process_shard(key, message.granules, config, DEFAULT_GRID, lambda stats: written.update(twice=stats))
+    windows = list(message.windows)
+    once = process_shard(key, [ref], config, DEFAULT_GRID, windows, lambda stats: written.update(once=stats))
+    twice = process_shard(
+        key, message.granules, config, DEFAULT_GRID, windows, lambda stats: written.update(twice=stats)
+    )
     assert once.observations > 0
     assert (twice.observations, twice.granules_read) == (once.observations, 1)
-    for name, values in written["once"].items():
-        np.testing.assert_array_equal(values, written["twice"][name], err_msg=name)
+    for order, stats in written["once"].items():
+        for name, values in stats.items():
+            np.testing.assert_array_equal(values, written["twice"][order][name], err_msg=f"{name} at order {order}")
 
 
 @pytest.mark.parametrize("s3", [None, "s3://other/copy.h5"])

@@ -261,12 +261,14 @@ def _process(message: ShardMessage, granules: list, invocation: Invocation) -> S
     def attempt(refresh: bool) -> ShardResult:
         read = services.credentials(message.credentials_parameter, refresh)
         out = services.credentials(output, refresh).for_client() if output else None
+        windows = [w.index for w in message.windows]
         return process_shard(
             message.shard_key,
             granules,
             message.config,
             message.grid,
-            lambda stats: write_shard(message.store, message.shard_index, stats, out),
+            list(message.windows),
+            lambda stats: write_shard(message.store, message.shard_index, windows, stats, out),
             ReadContext(s3=S3RangeReader(read.for_client())),
             should_stop=lambda: invocation.time_left() < margin,
         )

@@ -14,10 +14,11 @@ from shared.config import PipelineConfig
 from shared.granules import GranuleReadError, Points, ReadContext, ShardGeometry, choose_strategy
 from shared.grid import GridSignature
 from shared.results import FailureKind, GranuleFailure, ShardResult, ShardStatus
-from worker.aggregate import aggregate
+from shared.windows import TimeWindow, window_index
+from worker.aggregate import StatsByLevel, aggregate_levels
 from worker.control import DeadlineReached
 
-ShardWriter = Callable[[dict], None]
+ShardWriter = Callable[[StatsByLevel], None]
 StopCheck = Callable[[], bool]
 
 
@@ -60,11 +61,14 @@ def process_shard(
     granules: list[GranuleRef],
     config: PipelineConfig,
     grid: GridSignature,
+    windows: list[TimeWindow],
     write: ShardWriter,
     context: ReadContext | None = None,
     should_stop: StopCheck = _never,
 ) -> ShardResult:
-    """Aggregate one shard and hand its statistics to ``write`` (unless nothing could be read).
+    """Aggregate one shard and hand its statistics to ``write`` (unless nothing could be read):
+    per level, one row per entry of ``windows`` (sorted). Each granule is read once; its points
+    go to the window their own time falls in, and points in none of ``windows`` are not counted.
 
     A granule that fails makes the shard PARTIAL (or FAILED when none could be read);
     the failures travel in the result with their reasons. ``should_stop`` is asked before each
@@ -78,8 +82,11 @@ def process_shard(
         granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop
     )
     points = Points.concat(parts)
+    window = window_index(points.time, windows)
+    points = Points(*(getattr(points, name)[window >= 0] for name in ("cell", "h", "sigma", "time")))
+    window = window[window >= 0]
     status = ShardResult.status_for(len(parts), failures, len(points))
-    stats = aggregate(points.cell, points.h, points.sigma, config, grid.children_per_shard)
+    stats = aggregate_levels(points.cell, points.h, points.sigma, window, config, grid, len(windows))
     if status != ShardStatus.FAILED:
         if should_stop():
             raise DeadlineReached("stopped before writing: the invocation deadline is near")

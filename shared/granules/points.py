@@ -1,7 +1,7 @@
 """Which points of a beam belong to a shard and pass the filters: pure functions, no I/O.
 
 Also the two values every read strategy deals in: :class:`ShardGeometry` (what a read needs to
-know about the shard) and :class:`Points` (the kept points: child-cell index, height, sigma).
+know about the shard) and :class:`Points` (the kept points: child-cell index, height, sigma, time).
 """
 
 from __future__ import annotations
@@ -30,29 +30,31 @@ class ShardGeometry:
 
 @dataclass
 class Points:
-    """Kept points of a shard: child-cell index, height, height sigma."""
+    """Kept points of a shard: child-cell index, height, height sigma, time (``delta_time``: the
+    point's window; NaN where a reader had no time, a point then in no window)."""
 
     cell: np.ndarray
     h: np.ndarray
     sigma: np.ndarray
+    time: np.ndarray
 
     @classmethod
     def empty(cls) -> Points:
-        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.float64))
 
     @classmethod
     def concat(cls, parts: list[Points]) -> Points:
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("cell", "h", "sigma")))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("cell", "h", "sigma", "time")))
 
     def __len__(self) -> int:
         return self.cell.size
 
 
 def dataset_names(config: PipelineConfig) -> tuple[str, ...]:
-    """Every dataset of a beam a shard reads: coordinates, then values."""
-    return (config.latitude, config.longitude, config.value, config.sigma) + (
+    """Every dataset of a beam a shard reads: coordinates, then values (the time among them)."""
+    return (config.latitude, config.longitude, config.value, config.sigma, config.time) + (
         (config.quality.dataset,) if config.quality else ()
     )
 
@@ -91,10 +93,17 @@ def keep_mask(
     return ok
 
 
-def kept_points(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill) -> Points:
-    """The points of a beam slice that are in the shard (``cells >= 0``) and pass the filters."""
+def kept_points(cells, h, sigma, quality, cfg: PipelineConfig, h_fill, sigma_fill, time=None, time_fill=None) -> Points:
+    """The points of a beam slice that are in the shard (``cells >= 0``) and pass the filters.
+    With ``time``, a point needs a time too (data: :func:`valid_values`)."""
     keep = (cells >= 0) & keep_mask(h, sigma, quality, cfg.quality.keep if cfg.quality else (), h_fill, sigma_fill)
-    return Points(cells[keep], h[keep].astype(np.float64), sigma[keep].astype(np.float64))
+    if time is None:
+        time = np.full(np.shape(h), np.nan)
+    else:
+        keep &= valid_values(time, time_fill)
+    return Points(
+        cells[keep], h[keep].astype(np.float64), sigma[keep].astype(np.float64), time[keep].astype(np.float64)
+    )
 
 
 def span(mask: np.ndarray) -> tuple[int, int] | None:

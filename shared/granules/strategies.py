@@ -103,6 +103,8 @@ class RecordedChunks:
                     config,
                     recorded[config.value].fill,
                     recorded[config.sigma].fill,
+                    values[config.time],
+                    recorded[config.time].fill,
                 )
             )
         return Points.concat(parts)
@@ -119,7 +121,8 @@ def _kept(f: H5File, cfg: PipelineConfig, beam: str, cells: np.ndarray, values: 
     """The kept points of a beam slice whose value datasets are ``values`` (by name)."""
     quality = values[cfg.quality.dataset] if cfg.quality else None
     fills = (f.fill(cfg.dataset_path(beam, cfg.value)), f.fill(cfg.dataset_path(beam, cfg.sigma)))
-    return kept_points(cells, values[cfg.value], values[cfg.sigma], quality, cfg, *fills)
+    time = (values[cfg.time], f.fill(cfg.dataset_path(beam, cfg.time)))
+    return kept_points(cells, values[cfg.value], values[cfg.sigma], quality, cfg, *fills, *time)
 
 
 class CatalogSegments:
