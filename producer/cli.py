@@ -93,8 +93,9 @@ def submit_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--region",
         metavar="NAME_OR_GEOJSON",
-        help="the store's cells: the order-6 shards of a packaged region (antarctica_basins) or a GeoJSON polygon "
-        "file (default: an existing store's region, else the catalog's shards)",
+        help="the store's cells: the order-6 shards of a packaged region (antarctica_basins), a .geojson polygon "
+        "file, or a JSON list of shard keys (or a catalog) (default: an existing store's region, else the "
+        "catalog's shards)",
     )
     p.add_argument("--run-id", help="run id; re-submitting an existing run id only sends its PENDING shards")
     p.add_argument("--output-creds", metavar="FILE", help="credentials JSON for an external output store")

@@ -211,12 +211,16 @@ def seconds_per_shard(given: float | None, runs: RunStatusStore) -> tuple[float,
 
 
 def region_keys(source: str | None) -> list[int] | None:
-    """The order-6 shard keys of a packaged region or a GeoJSON file; None when none is given."""
+    """The order-6 shard keys of a packaged region, a GeoJSON polygon file, or a JSON list of
+    shard keys (or a catalog: its shards); None when none is given."""
     if source is None:
         return None
-    from producer.regions import read_geojson
+    from producer.regions import packaged_regions, read_geojson
+    from shared.region import read_shard_keys
 
-    return [int(k) for k in read_geojson(source).shards()]
+    if source.removesuffix(".geojson") in packaged_regions() or source.endswith(".geojson"):
+        return [int(k) for k in read_geojson(source).shards()]
+    return read_shard_keys(source)
 
 
 def submit(args) -> int:

@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--max-shards", type=int, metavar="N", help="process at most N shards")
     parser.add_argument(
+        "--region",
+        metavar="JSON",
+        help="the store's cells: a JSON list of shard keys, or a catalog whose shards they are "
+        "(default: an existing store's region, else this catalog's shards)",
+    )
+    parser.add_argument(
         "--windows",
         default="cycle",
         metavar="KIND|START/END,...",
@@ -81,6 +87,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def process_catalog(args: argparse.Namespace) -> int:
+    from shared.region import read_shard_keys
     from shared.store import prepare_store
     from shared.windows import WindowSpec
     from worker.local import run_local
@@ -91,7 +98,8 @@ def process_catalog(args: argparse.Namespace) -> int:
         raise InputError(f"--windows: {' '.join(str(exc).split())}") from None
     shard_map = load_catalog(args.catalog)
     config = load_config(args.config)
-    plan = prepare_store(args.store, shard_map, shard_map.select(args.shard, args.max_shards), config, spec)
+    region = read_shard_keys(args.region) if args.region else None
+    plan = prepare_store(args.store, shard_map, shard_map.select(args.shard, args.max_shards), config, spec, region)
     if plan.outside:
         print(f"{len(plan.outside)} shards of the catalog lie outside the store's region: not processed")
     keys = plan.keys
