@@ -268,15 +268,15 @@ def submit(args) -> int:
         put_credentials(ssm, output_param, output_creds)
 
     # the store's region and time axis, extended (once, here) before any worker writes
-    plan = prepare_store(
+    layout = prepare_store(
         store, shard_map, keys, config, spec, region, output_creds.for_client() if output_creds else None
     )
-    if plan.outside:
-        print(f"{len(plan.outside)} shards of the catalog lie outside the store's region: not submitted")
-    keys = plan.keys
+    if layout.outside:
+        print(f"{len(layout.outside)} shards of the catalog lie outside the store's region: not submitted")
+    keys = layout.keys
     if not keys:
         raise InputError(f"no shard of catalog {args.catalog} lies in the store's region")
-    print(f"windows: {', '.join(w.label for w in plan.windows) or 'none'}")
+    print(f"windows: {', '.join(w.label for w in layout.windows) or 'none'}")
     try:
         run = runs.create_run(
             RunRecord(
@@ -288,17 +288,17 @@ def submit(args) -> int:
                 credentials_parameter=read_param,
                 output_credentials_parameter=output_param,
                 shards=len(keys),
-                granules=plan.granules,
+                granules=sum(len(shard_map.shards[k]) for k in keys),
                 memory_mb=stack.memory_mb,
                 catalog_url=store_catalog(s3, stack, run_id, args.catalog),
-                windows=[w.model_dump(mode="json") for w in plan.windows],
+                windows=[w.model_dump(mode="json") for w in layout.windows],
             )
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
     # An existing run id keeps what it was submitted with: its messages are rebuilt from its record.
-    messages = build_messages(shard_map, run, {k: shard_position(plan.region, k) for k in keys}, s3, stack)
+    messages = build_messages(shard_map, run, {k: shard_position(layout.region, k) for k in keys}, s3, stack)
     recorded = runs.shard_statuses(run_id)
     runs.put_shards(
         [
