@@ -87,8 +87,8 @@ def submit_parser(p: argparse.ArgumentParser) -> None:
         default="cycle",
         metavar="KIND|START/END,...",
         help="time windows: cycle (default), month, quarter, year, or explicit ranges START/END[,START/END...] "
-        "(ISO dates, UTC); a run writes the windows its granules start in (for ranges: every range), adding them "
-        "to an existing store's time axis",
+        "(ISO dates, UTC); a run writes the windows its catalog's granules start in (for ranges: every range), "
+        "adding them to an existing store's time axis",
     )
     p.add_argument(
         "--region",

@@ -27,7 +27,7 @@ import zarr
 import zarr.errors
 from zarr.storage import LocalStore, ObjectStore
 
-from shared.catalog import ShardMap
+from shared.catalog import ShardMap, warn_on_stderr
 from shared.config import PipelineConfig
 from shared.credentials import obstore_s3_config
 from shared.errors import InputError, StoreError, StoreRefusedError
@@ -141,17 +141,24 @@ def prepare_store(
     """Create the store, or add the run's later windows to it, before any shard is written.
 
     The region is ``region`` if given, else the existing store's, else the catalog's shard keys;
-    the windows are those of the run's granules (:func:`shared.windows.granule_windows`)."""
+    the windows are those of the catalog's granules in the region
+    (:func:`shared.windows.granule_windows`), whichever shards the run selects."""
     grid = shard_map.grid_signature
     if region is None:
         region = region_of(url, grid, credentials)
     region = sorted(int(k) for k in (shard_map.shard_keys if region is None else region))
     inside = set(region)
-    ids = sorted({g.id for k in keys if k in inside for g in shard_map.shards[k]})
+    # the catalog's windows, whichever of its shards this run selects: a catalog covers its windows
+    ids = sorted({g.id for k in shard_map.shard_keys if k in inside for g in shard_map.shards[k]})
     try:
-        wanted = granule_windows(spec, ids)
+        wanted, untold = granule_windows(spec, ids)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if untold:
+        warn_on_stderr(
+            f"{len(untold)} granules' names do not tell their time (first: {untold[0]}): their points count in "
+            "the windows the other granules start in"
+        )
     windows = create_or_extend(url, region, config, grid, spec, wanted, credentials)
     return StorePlan(region, [k for k in keys if k in inside], [k for k in keys if k not in inside], windows)
 

@@ -193,24 +193,29 @@ def _parse_moment(text: str) -> datetime:
         raise ValueError(f"{text!r} is not an ISO date or time") from None
 
 
-def granule_windows(spec: WindowSpec, granule_ids: Iterable[str]) -> list[TimeWindow]:
-    """The windows a run of these granules writes: for cycle windows, the cycles the granule names
-    carry (an RGT, so a granule, never crosses a cycle boundary); otherwise the windows holding
-    the granules' start times; for ``ranges``, every range. Sorted, without repeats.
+def granule_windows(spec: WindowSpec, granule_ids: Iterable[str]) -> tuple[list[TimeWindow], list[str]]:
+    """The windows a run of these granules writes, and the granules whose names do not tell.
 
-    Raises ValueError for a name that does not tell (a run of such granules names its windows
-    as ranges)."""
+    For cycle windows, the cycles the granule names carry (an RGT, so a granule, never crosses a
+    cycle boundary); otherwise the windows holding the granules' start times; for ``ranges``,
+    every range. Sorted, without repeats. A granule whose name does not tell adds no window (its
+    points count in the windows the others give); when no name tells, ValueError: such a run
+    names its windows as ranges."""
     if spec.kind == "ranges":
-        return list(spec.ranges)
+        return list(spec.ranges), []
     found: dict[datetime, TimeWindow] = {}
+    untold = []
     for gid in granule_ids:
         name = parse_granule_name(gid)
         if name is None:
-            raise ValueError(f"granule {gid}: its name does not tell its time; give the windows as START/END ranges")
+            untold.append(gid)
+            continue
         window = spec.window_at(name.start, name.cycle if spec.kind == "cycle" else None)
         if window is not None:
             found[window.start] = window
-    return [found[k] for k in sorted(found)]
+    if untold and not found:
+        raise ValueError(f"granule {untold[0]}: its name does not tell its time; give the windows as START/END ranges")
+    return [found[k] for k in sorted(found)], untold
 
 
 def extend_axis(spec: WindowSpec, axis: list[TimeWindow], wanted: list[TimeWindow]) -> list[TimeWindow]:

@@ -7,6 +7,7 @@ from shared.config import load_config
 from shared.grid import DEFAULT_GRID
 from shared.messages import ShardMessage
 from shared.settings import SQS_MAX_MESSAGE_BYTES
+from shared.windows import PlacedWindow, cycle_window
 
 
 def message(i: int, granules: int = 1) -> ShardMessage:
@@ -19,6 +20,7 @@ def message(i: int, granules: int = 1) -> ShardMessage:
         store="s3://b/p/r.zarr",
         granules=[{"id": f"g{i}-{k}", "s3": f"s3://src/g{i}-{k}.h5"} for k in range(granules)],
         credentials_parameter="/stack/runs/r/read-credentials",
+        windows=[PlacedWindow(**cycle_window(14).model_dump(), index=0)],
     )
 
 

@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="cycle",
         metavar="KIND|START/END,...",
         help="time windows: cycle (default), month, quarter, year, or explicit ranges START/END[,START/END...] "
-        "(ISO dates, UTC); a run writes the windows its granules start in (for ranges: every range)",
+        "(ISO dates, UTC); a run writes the windows its catalog's granules start in (for ranges: every range)",
     )
     parser.add_argument("--workers", type=int, metavar="N", help="shards (or with --local, worker processes) at a time")
     local = parser.add_argument_group("queue worker (--local)")
