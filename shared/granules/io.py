@@ -208,11 +208,20 @@ class ReadStats:
 @dataclass
 class ReadContext:
     """What a read needs: the S3 reader (shared by all granules of a shard), the counters, and
-    the concurrency setting, requests in flight (:data:`REQUESTS_IN_FLIGHT`)."""
+    the concurrency setting, requests in flight (:data:`REQUESTS_IN_FLIGHT`).
+
+    ``index_s3`` reads granule indexes (:mod:`shared.granules.index`) when they are not where the
+    granule credentials reach: on AWS the granules are in NSIDC's read-only bucket, the indexes
+    in the run's output bucket (default credentials: ``S3RangeReader()``). None: ``s3`` reads them."""
 
     s3: S3RangeReader | None = None
     stats: ReadStats = field(default_factory=ReadStats)
     requests_in_flight: int = REQUESTS_IN_FLIGHT
+    index_s3: S3RangeReader | None = None
+
+    def for_indexes(self) -> ReadContext:
+        """The context granule indexes are read through: ``index_s3`` (else ``s3``), same counters."""
+        return ReadContext(s3=self.index_s3 or self.s3, stats=self.stats, requests_in_flight=self.requests_in_flight)
 
     @property
     def granules_in_flight(self) -> int:
