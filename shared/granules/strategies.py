@@ -361,12 +361,17 @@ class IndexedChunks:
         source = open_source(granule.location, context)
         try:
             if part.segments and part.fully_recorded:
-                store, version = fetch_ranges_versioned(source, recorded_ranges(part.segments, part.chunks, config))
+                try:
+                    store, version = fetch_ranges_versioned(source, recorded_ranges(part.segments, part.chunks, config))
+                except GranuleReadError as exc:  # a shorter granule ends before a chunk: replaced, or truncated?
+                    if exc.kind != FailureKind.CORRUPT or index.identity.matches(source.version()):
+                        raise
+                    store, version = None, None
             else:
                 store, version = None, source.version()
         finally:
             source.close()
-        if not index.identity.matches(version):
+        if version is None or not index.identity.matches(version):
             INDEXES.forget(granule.index)
             return self._fall_back(granule, shard, config, context, "stale")
         if store is not None:
