@@ -34,6 +34,7 @@ from shared.grid import DEFAULT_GRID, child_cell_ids
 from shared.results import ShardStatus
 from tests.conftest import GREENLAND
 from tests.independent import expected_cells, kept_points
+from tests.pipeline import assemble_native
 from tests.read_paths import in_shard, indexed, process
 from tests.test_real_data import assert_cells_match
 
@@ -71,12 +72,19 @@ def indexed_granule(granule, tmp_path) -> tuple[GranuleIndex, GranuleRef]:
 
 
 # -- what an index holds ------------------------------------------------------------------------
-@pytest.mark.parametrize("name", REAL)
-def test_an_index_holds_what_the_catalog_records_per_shard(data_dir, name):
+@pytest.fixture(scope="module")
+def antarctic(data_dir, tmp_path_factory) -> Path:
+    """Real Antarctic values in the native layout: 4 beams of ~33,500 segments crossing many shards."""
+    flat = sorted((data_dir / "atl06-flat-antarctic").glob("ATL06_20190101001723_00540210_*_gt*.h5"))
+    return assemble_native(flat, tmp_path_factory.mktemp("native") / "ATL06_20190101001723_00540210_209_01.h5")
+
+
+@pytest.mark.parametrize("name", [*REAL, "antarctic"])
+def test_an_index_holds_what_the_catalog_records_per_shard(data_dir, antarctic, name):
     """Every shard's ranges and chunks from the index equal what the offline catalog inlines,
     and the whole index is a few kB."""
-    path = data_dir / "atl06" / name
-    index = build_index(str(path), name, config(), DEFAULT_GRID, ReadContext())
+    path = antarctic if name == "antarctic" else data_dir / "atl06" / name
+    index = build_index(str(path), path.name, config(), DEFAULT_GRID, ReadContext())
     refs = granule_shards(str(path), config(), DEFAULT_GRID, ReadContext())
     assert set(index.shards) == set(refs)
     for key, ref in refs.items():
@@ -86,6 +94,11 @@ def test_an_index_holds_what_the_catalog_records_per_shard(data_dir, name):
     assert index.identity.etag == f"mtime_ns:{path.stat().st_mtime_ns}"
     assert len(index.to_bytes()) < 4000
     assert GranuleIndex.from_bytes(index.to_bytes(), "here") == index
+    if name == "antarctic":  # shards hold a part of a beam: the index gives each only its chunks
+        assert len(refs) > 10
+        beam, whole = next(iter(index.chunks.items()))
+        held = [len(ref.chunks[beam]["h_li"].stored) for ref in refs.values() if beam in (ref.chunks or {})]
+        assert held and min(held) < len(whole["h_li"].stored)
 
 
 # -- reading through it ---------------------------------------------------------------------------
