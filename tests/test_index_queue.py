@@ -97,6 +97,10 @@ def strategies_used(records: list[dict]) -> dict[str, int]:
     return used
 
 
+def nonzero(counts: dict) -> dict:
+    return {status: n for status, n in counts.items() if n}
+
+
 def expected_of(files: list[Path]) -> dict:
     expected = {}
     for f in files:
@@ -115,7 +119,7 @@ def test_indexes_are_built_as_queue_work_and_shards_read_through_them(env, cmr_l
 
     work_queue("indexes", tmp_path)
     run = runs(env).get_run(run_id)
-    assert run.kind is RunKind.INDEXES and run.counts == {ShardStatus.SUCCEEDED: 3}
+    assert run.kind is RunKind.INDEXES and nonzero(run.counts) == {ShardStatus.SUCCEEDED: 3}
     items = list(runs(env).shards(run_id))
     assert len(items) == 3 and all(i.status is ShardStatus.SUCCEEDED for i in items)
     for g in granules:  # each index is where the catalog's granules will look for it, and describes the granule
@@ -194,7 +198,7 @@ def test_a_granule_that_cannot_be_indexed_is_failed_named_and_dead_lettered(env,
         run_id = index_run_id(out)
         work_queue("indexes", tmp_path)
         run = runs(env).get_run(run_id)
-        assert run.counts == {ShardStatus.SUCCEEDED: 2, ShardStatus.FAILED: 1}
+        assert nonzero(run.counts) == {ShardStatus.SUCCEEDED: 2, ShardStatus.FAILED: 1}
         (failed,) = [i for i in runs(env).shards(run_id) if i.status is ShardStatus.FAILED]
         assert failed.status in FINISHED and missing in failed.last_error
         letters = boto3.client("sqs").receive_message(

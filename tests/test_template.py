@@ -190,7 +190,7 @@ def test_translation_is_plain_cloudformation(translated):
     assert function["Code"] == {"S3Bucket": "local-code", "S3Key": "WorkerFunction.zip"}
     assert function["Architectures"] == ["arm64"]  # moto's Lambda reports x86_64: checked here
     mappings = _resources(translated, "AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 1
+    assert sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()) == ["IndexFunction", "WorkerFunction"]
 
 
 def test_resolve_parameter_mappings_follows_parameters(sam_template, translated):
