@@ -2,8 +2,8 @@
 
 Starts the embedded stack, generates a small seeded ATL06 data set, uploads it to the emulator's
 S3, builds the catalog, indexes its granules (the index queue), submits the run, works the shard
-queue with the local event-source-mapping runner, prints the run status, keeps a local copy of the output store, draws a map of h_mean over
-the Antarctic drainage basins and stops the stack.
+queue with the local event-source-mapping runner, prints the run status, keeps a local copy of
+the output store, draws a map of h_mean over the Antarctic drainage basins and stops the stack.
 """
 
 from __future__ import annotations

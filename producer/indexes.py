@@ -58,7 +58,9 @@ def catalog_granules(shard_map: ShardMap) -> list[GranuleRef]:
     return sorted(seen.values(), key=lambda g: g.id)
 
 
-def index_state(granule: GranuleRef, root: str, grid: GridSignature, config: PipelineConfig, context: ReadContext) -> IndexState:
+def index_state(
+    granule: GranuleRef, root: str, grid: GridSignature, config: PipelineConfig, context: ReadContext
+) -> IndexState:
     """``context`` reads the granule (its credentials) and, through ``index_s3``, the index root."""
     index = read_index(index_location(root, granule.id), context.for_indexes())
     if index is None:

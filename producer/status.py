@@ -153,7 +153,9 @@ def status(args) -> int:
     run = runs.get_run(args.run_id)
     if run is None:
         raise InputError(f"no run {args.run_id} in table {runs.table}")
-    dead_letter_queue = stack.index_dead_letter_queue_url if run.kind is RunKind.INDEXES else stack.dead_letter_queue_url
+    dead_letter_queue = (
+        stack.index_dead_letter_queue_url if run.kind is RunKind.INDEXES else stack.dead_letter_queue_url
+    )
     while True:
         report = run_report(runs, args.run_id, _dead_letters(sqs, dead_letter_queue))
         if args.json:

@@ -264,7 +264,11 @@ def submit(args) -> int:
         shard_map, indexed, total = with_indexes(shard_map, stack.index_root)
         print(
             f"granule indexes: {indexed} of {total} granules have one"
-            + (f"; the other {total - indexed} are read by search (python -m producer index)" if indexed < total else "")
+            + (
+                f"; the other {total - indexed} are read by search (python -m producer index)"
+                if indexed < total
+                else ""
+            )
         )
         try:
             run = runs.create_run(

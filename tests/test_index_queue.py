@@ -135,7 +135,9 @@ def test_indexes_are_built_as_queue_work_and_shards_read_through_them(env, cmr_l
     assert submit(catalog, creds, "through-indexes") == 0
     assert "3 of 3 granules have one" in capsys.readouterr().out
     log = work_queue("shards", tmp_path)
-    assert strategies_used(log) == {"granule_index": sum(len(v) for v in json.loads(catalog.read_text())["shards"].values())}
+    assert strategies_used(log) == {
+        "granule_index": sum(len(v) for v in json.loads(catalog.read_text())["shards"].values())
+    }
     shards = list(runs(env).shards("through-indexes"))
     assert shards and {s.status for s in shards} <= DONE
     ds = xr.open_zarr(open_store(runs(env).get_run("through-indexes").store, read_only=True))
@@ -204,9 +206,7 @@ def test_a_granule_that_cannot_be_indexed_is_failed_named_and_dead_lettered(env,
         letters = boto3.client("sqs").receive_message(
             QueueUrl=env.index_dead_letter_queue_url, MessageAttributeNames=["All"], VisibilityTimeout=0
         )["Messages"]
-        assert len(letters) == 1 and missing in letters[0]["MessageAttributes"][FAILURE_REASON][
-            "StringValue"
-        ]
+        assert len(letters) == 1 and missing in letters[0]["MessageAttributes"][FAILURE_REASON]["StringValue"]
         assert producer_main(["status", run_id]) != 0
         shown = capsys.readouterr().out
         assert "FAILED granule" in shown and missing in shown and "dead-letter queue: 1" in shown

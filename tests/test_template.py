@@ -190,7 +190,10 @@ def test_translation_is_plain_cloudformation(translated):
     assert function["Code"] == {"S3Bucket": "local-code", "S3Key": "WorkerFunction.zip"}
     assert function["Architectures"] == ["arm64"]  # moto's Lambda reports x86_64: checked here
     mappings = _resources(translated, "AWS::Lambda::EventSourceMapping")
-    assert sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()) == ["IndexFunction", "WorkerFunction"]
+    assert sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()) == [
+        "IndexFunction",
+        "WorkerFunction",
+    ]
 
 
 def test_resolve_parameter_mappings_follows_parameters(sam_template, translated):
@@ -536,7 +539,9 @@ def test_index_queue_mapping_and_dead_letter_queue(aws, outputs):
         "Attributes"
     ]
     policy = json.loads(attributes["RedrivePolicy"])
-    assert policy["deadLetterTargetArn"] == outputs[settings.OUTPUT_INDEX_DLQ_ARN] and int(policy["maxReceiveCount"]) >= 5
+    assert (
+        policy["deadLetterTargetArn"] == outputs[settings.OUTPUT_INDEX_DLQ_ARN] and int(policy["maxReceiveCount"]) >= 5
+    )
     timeout = lam.get_function(FunctionName=function)["Configuration"]["Timeout"]
     assert int(attributes["VisibilityTimeout"]) >= 6 * timeout
     environment = lam.get_function(FunctionName=function)["Configuration"]["Environment"]["Variables"]

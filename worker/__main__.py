@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--queue",
         choices=QUEUES,
         default="shards",
-        help="which queue to work: shard statistics, or granule indexes (python -m producer index) (default %(default)s)",
+        help="the queue to work: shards (statistics) or indexes (python -m producer index) (default %(default)s)",
     )
     local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
     args = parser.parse_args(argv)

@@ -98,6 +98,11 @@ def _build(message: IndexMessage, invocation: Invocation) -> Outcome:
     counted = services.runs.finish(message.run_id, result, invocation.holder)
     log.info(
         "index built",
-        extra={"index": message.index, "shards": len(index.shards), "counted": counted, "duration_s": result.duration_s},
+        extra={
+            "index": message.index,
+            "shards": len(index.shards),
+            "counted": counted,
+            "duration_s": result.duration_s,
+        },
     )
     return Outcome.DONE
