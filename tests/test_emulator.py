@@ -516,3 +516,33 @@ def test_a_table_query_reads_its_own_partition_only(monkeypatch):
         )
     assert got == [("small", i) for i in range(5)]
     assert compared[0] < 100, f"{compared[0]} key comparisons to read 5 items in 3 pages from a table of 605"
+
+
+def test_an_index_query_neither_sorts_nor_compares_the_whole_table(monkeypatch):
+    """moto sorted every item of the table by its keys, then compared each with the index's key."""
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
+    ordered = [0]
+    stock_lt = DynamoType.__lt__
+
+    def counting_lt(self, other):
+        ordered[0] += 1
+        return stock_lt(self, other)
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-west-2")
+        ranged_table(ddb, "partitions")
+        fill(ddb, "partitions", {"small": 5, "large": 600})
+        monkeypatch.setattr(DynamoType, "__lt__", counting_lt)
+        got = query_all(
+            ddb,
+            TableName="partitions",
+            IndexName="by-colour",
+            KeyConditionExpression="colour = :c",
+            ExpressionAttributeValues={":c": {"S": "b"}},
+            PaginationConfig={"PageSize": 100},
+        )
+    assert sorted(got) == sorted([("small", 2)] + [("large", i) for i in range(2, 600, 3)])
+    assert ordered[0] < 4000, f"{ordered[0]} key orderings to answer an index query of 201 items in a table of 605"
