@@ -51,7 +51,8 @@ LAMBDA_PLATFORM ?= aarch64-manylinux_2_34
 LAMBDA_EXCLUDES := boto3 botocore s3transfer earthaccess xarray
 LAMBDA_UV ?= $(if $(wildcard $(VENV)/bin/uv),$(VENV)/bin/uv,uv)
 
-.PHONY: build-WorkerFunction
+.PHONY: build-WorkerFunction build-IndexFunction
+build-IndexFunction: build-WorkerFunction  # one package, two handlers
 build-WorkerFunction:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 2; }
 	printf '%s\n' $(LAMBDA_EXCLUDES) | $(LAMBDA_UV) pip install --target "$(ARTIFACTS_DIR)" \

@@ -10,6 +10,8 @@ process of its own, one after the other, on the same input:
   reader          the project's worker with a catalog that has no per-beam segments (e.g. CMR)
   reader_segments the project's worker with the per-beam segments the offline catalog step records
   reader_catalog  the same, with the chunks the catalog step records too (no HDF5 metadata read)
+  reader_index    the worker with a catalog without segments (CMR's) plus a reference to each
+                  granule's index (shared.granules.index), built beforehand by the index step
 
 Figures per strategy: wall and CPU time of the shard's processing (read + aggregate), peak
 memory (peak resident set, VmHWM, of the strategy's own process: interpreter, imports and the
@@ -22,6 +24,7 @@ by cell; the last line printed is a JSON object with every figure.
     python -m bench                    # 50 full-length granules
     python -m bench --quick            # 3 short granules: a smoke test of the machinery
     python -m bench --granules 80 --strategies baseline,reader_catalog
+    python -m bench --granules 20 --strategies baseline,reader,reader_index
     python -m bench --s3-latency-ms 20 --s3-first-byte-ms 100 --s3-bandwidth-mbps 90   # S3's latency
 
 Over 400 lines: most of it is the report, which prints every figure with what it means.
@@ -51,6 +54,7 @@ from producer.synthetic.cli import glue_negative_value
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUCKET = "bench-granules"
+INDEX_ROOT = f"s3://{BUCKET}/indexes/"  # beside the granules (on AWS: the run's output bucket)
 QUICK = dict(n_granules=3, n_segments=40_000)
 TARGETS = {"bytes_vs_baseline": 1 / 5, "bytes_vs_minimum": 2.0, "wall_vs_baseline": 1 / 3, "peak_rss_mb": 1024}
 
@@ -158,6 +162,44 @@ def build_catalog(prefix: str, shard_key: int, config, grid, out: Path) -> dict:
     }
 
 
+# -- the index step --------------------------------------------------------------------------------
+def build_indexes(source: str, config, grid, root: str) -> dict:
+    """Build and write every granule's index under ``root`` (what a run does once per granule, for
+    all shards and runs), ``granules_in_flight`` at a time. Returns the step's cost, in all and
+    per granule (indexes written to the same emulator; their PUTs are not counted as reads)."""
+    from producer.granule_catalog import list_granules
+    from shared.granules import ReadContext, S3RangeReader, build_index, index_location, write_index
+
+    locations = list_granules(source)
+    reader = S3RangeReader() if source.startswith("s3://") or root.startswith("s3://") else None
+    context = ReadContext(s3=reader)
+    written = ReadContext(s3=reader)  # the writes, apart from the granule reads
+
+    def one(location: str) -> tuple[int, float]:
+        began = time.perf_counter()
+        name = location.rsplit("/", 1)[-1]
+        index = build_index(location, name, config, grid, context)
+        write_index(index, index_location(root, name), written)
+        return len(index.to_bytes()), time.perf_counter() - began
+
+    wall0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=context.granules_in_flight) as pool:
+        built = list(pool.map(one, locations))
+    wall = time.perf_counter() - wall0
+    n = max(1, len(locations))
+    return {
+        "granules": len(locations),
+        "wall_s": wall,
+        "requests": context.stats.requests,
+        "bytes": context.stats.bytes,
+        "wall_s_per_granule": sum(seconds for _, seconds in built) / n,  # each build's own time, built side by side
+        "requests_per_granule": context.stats.requests / n,
+        "bytes_per_granule": context.stats.bytes / n,
+        "index_bytes_per_granule": sum(size for size, _ in built) / n,
+        "in_flight": context.granules_in_flight,
+    }
+
+
 # -- one strategy ------------------------------------------------------------------------------
 def run_strategy(
     strategy: str,
@@ -167,6 +209,7 @@ def run_strategy(
     env: dict[str, str],
     emulator_pid: int,
     local_dir: Path | None = None,
+    index_root: str | None = None,
 ) -> dict:
     cmd = [
         sys.executable,
@@ -183,6 +226,8 @@ def run_strategy(
     ]
     if local_dir is not None:
         cmd += ["--local-dir", str(local_dir)]
+    if index_root is not None:
+        cmd += ["--index-root", index_root]
     served0 = _process_cpu_s(emulator_pid)
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env}, capture_output=True, text=True)
     served = _process_cpu_s(emulator_pid) - served0
@@ -193,6 +238,15 @@ def run_strategy(
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["emulator_cpu_s"] = served
     return figures
+
+
+def index_step_line(cost: dict) -> str:
+    return (
+        f"index step (once per granule, all shards and runs): {cost['granules']} granules in {cost['wall_s']:.1f} s "
+        f"({cost['in_flight']} at a time: {cost['wall_s_per_granule']:.2f} s each), "
+        f"{cost['requests_per_granule']:.1f} GETs and {cost['bytes_per_granule'] / 1e6:.1f} MB per granule; "
+        f"{cost['index_bytes_per_granule'] / 1e3:.1f} kB of index per granule"
+    )
 
 
 def same_statistics(a: Path, b: Path) -> tuple[bool, str]:
@@ -380,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         f"holding the shard's {minimum['points']:,} points"
     )
 
+    indexed = "reader_index" in args.strategies
+    index_cost: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         began = time.perf_counter()
@@ -395,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(env)
             try:
                 catalog_cost = build_catalog(prefix, shard_key, config, grid, tmp / "catalog.json")
+                index_cost = build_indexes(prefix, config, grid, INDEX_ROOT) if indexed else {}
             finally:
                 for k, v in saved.items():
                     os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -404,20 +461,32 @@ def main(argv: list[str] | None = None) -> int:
                 f"{catalog_cost['bytes'] / 1e6:,.0f} MB; "
                 f"{catalog_cost['shards_found']} shards, {catalog_cost['granules_in_shard']} granules in this one"
             )
+            if index_cost:
+                print(index_step_line(index_cost))
             results = {}
             for strategy in args.strategies:
                 print(f"running {strategy} ...", flush=True)
                 results[strategy] = run_strategy(
-                    strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}.npz", env, state.pid
+                    strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}.npz", env, state.pid, None, INDEX_ROOT
                 )
         finally:
             stack.down(tmp / "stack")
         local = {}
         folder = paths[0].parent if len({p.parent for p in paths}) == 1 else None  # cached granules share one
+        local_indexes = str(tmp / "indexes")  # a local file's identity is its mtime, not the S3 ETag
+        if args.local and folder and indexed:
+            build_indexes(str(folder), config, grid, local_indexes)
         for strategy in args.strategies if args.local and folder else []:
             print(f"running {strategy} on local files ...", flush=True)
             local[strategy] = run_strategy(
-                strategy, tmp / "catalog.json", shard_key, tmp / f"{strategy}-local.npz", {}, os.getpid(), folder
+                strategy,
+                tmp / "catalog.json",
+                shard_key,
+                tmp / f"{strategy}-local.npz",
+                {},
+                os.getpid(),
+                folder,
+                local_indexes,
             )
             local[strategy].pop("emulator_cpu_s", None)
         reference = args.strategies[0]
@@ -439,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(results, minimum["bytes"]))
     summary = ratios(results, minimum["bytes"])
+    for name, r in results.items():
+        if r.get("read_by"):
+            print(f"{name}: granules read by " + ", ".join(f"{k} {v}" for k, v in sorted(r["read_by"].items())))
     for name, r in summary.items():
         if name == "baseline":
             continue
@@ -485,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         "s3_delays": dataclasses.asdict(s3_delays_of(args)),
         "minimum": minimum,
         "catalog_step": catalog_cost,
+        "index_step": index_cost,
         "emulator_floor": emulator_floor(results, minimum),
         "aggregation": aggregation,
         "strategies": results,

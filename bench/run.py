@@ -11,6 +11,8 @@ Strategies:
   reader          the project's worker (worker.shard.process_shard), catalog without segments
   reader_segments the same worker, with the per-beam segments the offline catalog records
   reader_catalog  the same worker, with the segments and the chunks the offline catalog records
+  reader_index    the same worker, the catalog without segments (e.g. CMR) plus a reference to
+                  each granule's index (built beforehand under --index-root)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from shared.windows import TimeWindow
 
-STRATEGIES = ("baseline", "reader", "reader_segments", "reader_catalog")
+STRATEGIES = ("baseline", "reader", "reader_segments", "reader_catalog", "reader_index")
 
 
 def _cpu() -> float:
@@ -59,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", type=int, required=True)
     parser.add_argument("--stats", required=True, help="where to save the shard's statistics (.npz)")
     parser.add_argument("--local-dir", help="read the granules from this folder instead of S3 (same names)")
+    parser.add_argument("--index-root", help="where the granule indexes are (reader_index): s3://... or a folder")
     args = parser.parse_args(argv)
 
     from bench import baseline
     from shared.catalog import load_catalog
     from shared.config import load_config
-    from shared.granules import ReadContext, S3RangeReader, ShardGeometry
+    from shared.granules import ReadContext, S3RangeReader, ShardGeometry, index_location
     from worker.aggregate import aggregate
     from worker.shard import process_shard
 
@@ -72,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     shard_map = load_catalog(args.catalog)
     grid = shard_map.grid_signature
     granules = shard_map.shards[args.shard]
-    if args.strategy in ("baseline", "reader"):
+    if args.strategy in ("baseline", "reader", "reader_index"):
         granules = [g.model_copy(update={"segments": None, "chunks": None}) for g in granules]
+    if args.strategy == "reader_index":
+        if not args.index_root:
+            parser.error("reader_index needs --index-root")
+        granules = [g.model_copy(update={"index": index_location(args.index_root, g.id)}) for g in granules]
     elif args.strategy == "reader_segments":
         granules = [g.model_copy(update={"chunks": None}) for g in granules]
     if args.local_dir:
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_ready = _peak_rss_mb()  # interpreter and imports, before any shard work
 
     captured: dict[str, np.ndarray] = {}
+    strategies: dict[str, int] = {}  # granules read per read strategy (a stale index would show here)
     cpu0, wall0 = _cpu(), time.perf_counter()
     if args.strategy == "baseline":
         points = baseline.read_shard(
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda s: captured.update({k: v[0] for k, v in s[12].items()}),
             context,
         )
-        observations, failed = result.observations, len(result.granules_failed)
+        observations, failed, strategies = result.observations, len(result.granules_failed), result.strategies
         if failed:
             print(f"warning: {failed} granules failed: {result.granules_failed[:3]}", file=sys.stderr)
     wall, cpu = time.perf_counter() - wall0, _cpu() - cpu0
@@ -121,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 "bytes": context.stats.bytes,
                 "observations": observations,
                 "observations_per_s": observations / wall if wall > 0 else None,
+                "read_by": strategies,
             }
         )
     )

@@ -135,6 +135,29 @@ def run_resubmit(args: argparse.Namespace) -> int:
     return resubmit(args)
 
 
+def index_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="build the catalog's missing or stale granule indexes (queue work)",
+        description=(
+            "One message per granule whose index is missing or no longer matches its granule, to the stack's "
+            "index queue; a later submit points each granule at its index, so workers read no HDF5 metadata."
+        ),
+    )
+    p.add_argument("--catalog", required=True, help="shard map JSON (offline or CMR)")
+    p.add_argument("--config", help="pipeline config YAML (default: the shipped ATL06 config)")
+    p.add_argument("--run-id", help="run id of the index run; again: only its PENDING granules are sent")
+    add_credentials_options(p)
+    add_stack_option(p)
+    p.set_defaults(func=run_index)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from producer.indexes import index
+
+    return index(args)
+
+
 def status_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
@@ -216,6 +239,7 @@ def stack_parser(sub: argparse._SubParsersAction) -> None:
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "stack": stack_parser,
     "catalog": catalog_parser,
+    "index": index_parser,
     "status": status_parser,
     "redrive": redrive_parser,
     "resubmit": resubmit_parser,

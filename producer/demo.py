@@ -1,9 +1,9 @@
 """``make demo``: the whole service on this machine, end to end, with no AWS account.
 
 Starts the embedded stack, generates a small seeded ATL06 data set, uploads it to the emulator's
-S3, builds the catalog, submits the run, works the queue with the local event-source-mapping
-runner, prints the run status, keeps a local copy of the output store, draws a map of h_mean over
-the Antarctic drainage basins and stops the stack.
+S3, builds the catalog, indexes its granules (the index queue), submits the run, works the shard
+queue with the local event-source-mapping runner, prints the run status, keeps a local copy of
+the output store, draws a map of h_mean over the Antarctic drainage basins and stops the stack.
 """
 
 from __future__ import annotations
@@ -162,7 +162,6 @@ def run_demo(out: Path, started: float) -> int:
     if producer(["catalog", "--granules", source, "--output", str(catalog)]):
         return 1
 
-    step("submitting the run: python -m producer --catalog catalog.json --yes")
     creds = out / "emulator-credentials.json"
     # The emulator accepts any key; a real run gets NASA's from Earthdata login.
     creds.write_text(
@@ -175,21 +174,32 @@ def run_demo(out: Path, started: float) -> int:
             }
         )
     )
+    outputs = load_stack()
+    log_path = out / "worker.log"
+    log_path.unlink(missing_ok=True)
+
+    def work(function_name: str) -> None:
+        run(
+            read_mapping(function_name),
+            until_empty=True,
+            log=lambda line: print(line, flush=True),
+            log_path=str(log_path),
+            progress=Progress(sys.stdout),
+        )
+
+    step("indexing the granules: python -m producer index --catalog catalog.json")
+    if producer(["index", "--catalog", str(catalog), "--credentials-file", str(creds)]):
+        return 1
+    step("working the index queue: python -m worker --local --queue indexes --until-empty")
+    work(outputs.index_function_name)
+
+    step("submitting the run: python -m producer --catalog catalog.json --yes")
     run_id = f"{RUN_ID}-{time.strftime('%Y%m%dT%H%M%S')}"
     if producer(["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id]):
         return 1
-    outputs = load_stack()
 
-    step("working the queue: python -m worker --local --until-empty")
-    log_path = out / "worker.log"
-    log_path.unlink(missing_ok=True)
-    run(
-        read_mapping(outputs.function_name),
-        until_empty=True,
-        log=lambda line: print(line, flush=True),
-        log_path=str(log_path),
-        progress=Progress(sys.stdout),
-    )
+    step("working the shard queue: python -m worker --local --until-empty")
+    work(outputs.function_name)
 
     step(f"run status: python -m producer status {run_id}")
     producer(["status", run_id])

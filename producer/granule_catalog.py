@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
-import numpy as np
 
 from shared.catalog import GranuleRef, ShardMap, UnreadableGranule
 from shared.config import PipelineConfig
 from shared.errors import CatalogError
 from shared.granules import GranuleReadError, GranuleSurvey, ReadContext, S3RangeReader, split_s3_url
-from shared.grid import DEFAULT_GRID, GridSignature, shard_keys_of
+from shared.granules.points import shard_segments
+from shared.grid import DEFAULT_GRID, GridSignature
 
 GRANULE_SUFFIX = ".h5"
 
@@ -51,18 +51,6 @@ def not_a_granule(location: str) -> str | None:
 def list_granules(source: str) -> list[str]:
     """Granule locations under a local folder or an ``s3://bucket/prefix``, sorted."""
     return [loc for loc in list_entries(source) if not_a_granule(loc) is None]
-
-
-def beam_segments(lat: np.ndarray, lon: np.ndarray, grid: GridSignature) -> dict[int, tuple[int, int]]:
-    """Per shard touched by one beam: the index range holding its points."""
-    keys = shard_keys_of(lat, lon, grid.parent_order)
-    order = np.argsort(keys, kind="stable")
-    unique, first = np.unique(keys[order], return_index=True)
-    bounds = np.append(first, keys.size)
-    return {
-        int(key): (int(order[bounds[i] : bounds[i + 1]].min()), int(order[bounds[i] : bounds[i + 1]].max()) + 1)
-        for i, key in enumerate(unique)
-    }
 
 
 class UnusableGranule(CatalogError):
@@ -125,11 +113,7 @@ def _granule_shards(
                 f"not a native {config.product} granule: no beam has "
                 f"/<beam>/{config.group}/{config.latitude} ({', '.join(config.beams)})",
             )
-        shards: dict[int, dict[str, tuple[int, int]]] = {}
-        for beam, (lat, lon, ok) in coordinates.items():
-            index = np.flatnonzero(ok)  # points without valid coordinates belong to no shard
-            for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
-                shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
+        shards = shard_segments(coordinates, grid)
         return {
             key: ref.model_copy(update={"segments": segments, "chunks": survey.chunk_records(segments) or None})
             for key, segments in shards.items()

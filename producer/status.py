@@ -14,10 +14,11 @@ from shared.deadletters import DeadLetter, release, sweep
 from shared.deployed import load_stack
 from shared.errors import InputError, outcome_code
 from shared.results import FINISHED, ShardStatus
-from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
+from shared.runstatus import RunKind, RunRecord, RunStatusStore, ShardRecord
 
 PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
+ITEM_NOUN = {RunKind.SHARDS: "shard", RunKind.INDEXES: "granule"}  # what a run's items are
 ORDER = tuple(ShardStatus)  # as declared: unfinished first, then the finished ones
 UNFINISHED = tuple(s for s in ShardStatus if not s.finished)
 
@@ -43,6 +44,7 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
     seconds = run.compute_seconds
     return {
         "run_id": run.run_id,
+        "kind": run.kind.value,
         "created_at": run.created_at,
         "store": run.store,
         "shards": run.shards,
@@ -80,6 +82,7 @@ def progress_bar(report: dict, width: int = 40) -> str:
 
 def format_report(report: dict) -> str:
     counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
+    item = ITEM_NOUN[RunKind(report["kind"])]
     lines = [
         f"run {report['run_id']} (created {report['created_at']}) -> {report['store']}",
         f"{progress_bar(report)}  {counts}",
@@ -88,7 +91,7 @@ def format_report(report: dict) -> str:
         f"compute {report['compute_seconds']:.0f} s; estimated cost ${report['estimated_cost_usd']:.4f}",
     ]
     for p in report["problems"]:
-        lines.append(f"  {p['status']} shard {p['shard_key']} (attempts {p['attempts']}): {p['error'] or ''}")
+        lines.append(f"  {p['status']} {item} {p['shard_key']} (attempts {p['attempts']}): {p['error'] or ''}")
         lines += [f"      {g['granule']}: {g['kind']}: {g['reason']}" for g in p["granules_failed"]]
     if report["dead_lettered"]:
         lines.append(
@@ -96,9 +99,9 @@ def format_report(report: dict) -> str:
             f"(python -m producer redrive --run-id {report['run_id']} after fixing the cause)"
         )
     for d in report["dead_lettered"]:
-        note = "" if d["recorded"] else " [not on its shard record: DynamoDB refused the write]"
+        note = "" if d["recorded"] else f" [not on its {item} record: DynamoDB refused the write]"
         lines.append(
-            f"  DEAD-LETTERED shard {d['shard_key']}{note}: "
+            f"  DEAD-LETTERED {item} {d['shard_key']}{note}: "
             f"{d['reason'] or 'dead-lettered by the queue after its last receive'}"
         )
     return "\n".join(lines)
@@ -147,8 +150,14 @@ def status(args) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=1) if args.json else format_runs(records))
         return 0
     sqs = boto3.client("sqs")
+    run = runs.get_run(args.run_id)
+    if run is None:
+        raise InputError(f"no run {args.run_id} in table {runs.table}")
+    dead_letter_queue = (
+        stack.index_dead_letter_queue_url if run.kind is RunKind.INDEXES else stack.dead_letter_queue_url
+    )
     while True:
-        report = run_report(runs, args.run_id, _dead_letters(sqs, stack.dead_letter_queue_url))
+        report = run_report(runs, args.run_id, _dead_letters(sqs, dead_letter_queue))
         if args.json:
             print(json.dumps(report, indent=1))
         elif args.watch and sys.stdout.isatty():

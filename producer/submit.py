@@ -12,6 +12,7 @@ from pathlib import Path
 
 import boto3
 
+from producer.indexes import with_indexes
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, parameter_name, parse_credentials, put_credentials
@@ -135,10 +136,11 @@ def build_messages(
     return messages
 
 
-def store_catalog(s3, stack: StackOutputs, run_id: str, path: str | Path) -> str:
-    """The catalog as submitted, kept beside the run's other files: messages are rebuilt from it."""
+def store_catalog(s3, stack: StackOutputs, run_id: str, shard_map: ShardMap) -> str:
+    """The catalog as submitted (with its index references), kept beside the run's other files:
+    messages are rebuilt from it."""
     key = f"{RUN_FILES_PREFIX}{run_id}/catalog.json"
-    s3.upload_file(str(path), stack.output_bucket, key)
+    s3.put_object(Bucket=stack.output_bucket, Key=key, Body=shard_map.model_dump_json(exclude_none=True).encode())
     return f"s3://{stack.output_bucket}/{key}"
 
 
@@ -277,25 +279,40 @@ def submit(args) -> int:
     if not keys:
         raise InputError(f"no shard of catalog {args.catalog} lies in the store's region")
     print(f"windows: {', '.join(w.label for w in layout.windows) or 'none'}")
-    try:
-        run = runs.create_run(
-            RunRecord(
-                run_id=run_id,
-                catalog=str(args.catalog),
-                catalog_hash=digest,
-                config=config.model_dump(mode="json"),
-                store=store,
-                credentials_parameter=read_param,
-                output_credentials_parameter=output_param,
-                shards=len(keys),
-                granules=sum(len(shard_map.shards[k]) for k in keys),
-                memory_mb=stack.memory_mb,
-                catalog_url=store_catalog(s3, stack, run_id, args.catalog),
-                windows=[w.model_dump(mode="json") for w in layout.windows],
+    existing = runs.get_run(run_id)
+    if existing is not None:  # it keeps what it was submitted with, index references and windows included
+        if existing.catalog_hash != digest:
+            raise InputError(f"run {run_id} already exists for another catalog; choose a new run id")
+        run, shard_map = existing, load_run_catalog(s3, existing)
+    else:
+        shard_map, indexed, total = with_indexes(shard_map, stack.index_root)
+        print(
+            f"granule indexes: {indexed} of {total} granules have one"
+            + (
+                f"; the other {total - indexed} are read by search (python -m producer index)"
+                if indexed < total
+                else ""
             )
         )
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+        try:
+            run = runs.create_run(
+                RunRecord(
+                    run_id=run_id,
+                    catalog=str(args.catalog),
+                    catalog_hash=digest,
+                    config=config.model_dump(mode="json"),
+                    store=store,
+                    credentials_parameter=read_param,
+                    output_credentials_parameter=output_param,
+                    shards=len(keys),
+                    granules=sum(len(shard_map.shards[k]) for k in keys),
+                    memory_mb=stack.memory_mb,
+                    catalog_url=store_catalog(s3, stack, run_id, shard_map),
+                    windows=[w.model_dump(mode="json") for w in layout.windows],
+                )
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
 
     # An existing run id keeps what it was submitted with: its messages are rebuilt from its record.
     messages = build_messages(shard_map, run, {k: shard_position(layout.region, k) for k in keys}, s3, stack)

@@ -13,6 +13,8 @@ shard's points; a catalog built by reading the granules records it so a worker c
 reading the rest of each beam. With it, ``chunks`` (optional) gives, per beam and dataset, where
 the chunks holding that range are stored in the file and how they are encoded, so a worker
 fetches them without reading any HDF5 metadata. A catalog built from footprints (CMR) has neither.
+``index`` (optional) is where the granule's index is stored (:mod:`shared.granules.index`): built
+once per granule, it gives every shard's ranges and chunks, so neither is inlined per shard.
 
 ``unreadable`` (optional; absent in older catalogs) lists the granules the builder found but
 could not use, with the reason, so a catalog with gaps never passes for a complete one.
@@ -82,6 +84,7 @@ class GranuleRef(BaseModel):
     path: str | None = None  # a local file, for offline use
     segments: dict[str, tuple[int, int]] | None = None
     chunks: dict[str, dict[str, DatasetChunks]] | None = None  # beam -> dataset name -> its chunks
+    index: str | None = None  # where the granule's index is (shared.granules.index): s3://... or a local path
 
     @model_validator(mode="after")
     def _has_location(self) -> GranuleRef:

@@ -1,6 +1,7 @@
-"""The shard message: the SQS body the producer sends and the worker validates.
+"""The queue messages: the SQS bodies the producer sends and the workers validate.
 
-It names the SSM parameter holding the read credentials, never the credentials themselves.
+A shard message asks for one shard's statistics; an index message asks for one granule's index.
+Both name the SSM parameter holding the read credentials, never the credentials themselves.
 """
 
 from __future__ import annotations
@@ -61,8 +62,35 @@ class ShardMessage(BaseModel):
         return hashlib.sha256(self.body().encode()).hexdigest()
 
 
+class IndexMessage(BaseModel):
+    """Build (or rebuild) one granule's index. The run records it as an item keyed by
+    ``granule_key``, the granule's position in the run's list, as a shard run records shards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    run_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    granule_key: int = Field(ge=0)
+    granule: GranuleRef
+    index: str = Field(min_length=1, description="where the index goes: s3://bucket/key or a local path")
+    grid: GridSignature
+    config: PipelineConfig
+    credentials_parameter: str = Field(min_length=1, description="SSM parameter name of the S3 read credentials")
+
+    def body(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.body().encode()).hexdigest()
+
+
+# The key of a run's item in either kind of message.
+ITEM_KEYS = ("shard_key", "granule_key")
+
+
 def peek_ids(body: str) -> tuple[str | None, int | None]:
-    """Run id and shard key of a message body that may not validate, each where it can be read."""
+    """Run id and item key (shard or granule) of a message body that may not validate, each
+    where it can be read."""
     try:
         doc = json.loads(body)
     except ValueError:
@@ -70,11 +98,12 @@ def peek_ids(body: str) -> tuple[str | None, int | None]:
     if not isinstance(doc, dict):
         return None, None
     run_id = str(doc["run_id"]) if "run_id" in doc else None
+    key = next((doc[name] for name in ITEM_KEYS if name in doc), None)
     try:
-        shard_key = int(doc["shard_key"])
-    except (KeyError, TypeError, ValueError):
-        shard_key = None
-    return run_id, shard_key
+        item_key = int(key) if key is not None else None
+    except (TypeError, ValueError):
+        item_key = None
+    return run_id, item_key
 
 
 class GranuleList(BaseModel):

@@ -110,8 +110,14 @@ class Start:
 COUNTED = ("counts", "observations", "compute_seconds", "last_finished_at")  # RunRecord fields from counter items
 
 
+class RunKind(str, Enum):
+    SHARDS = "shards"  # statistics, one item per shard
+    INDEXES = "indexes"  # granule indexes, one item per granule (its key: the granule's position in the run)
+
+
 class RunRecord(BaseModel):
     run_id: str
+    kind: RunKind = RunKind.SHARDS
     created_at: str = Field(default_factory=now_iso)
     catalog: str
     catalog_hash: str

@@ -32,6 +32,12 @@ OUTPUT_PARAMETER_PREFIX = "ParameterPrefix"
 OUTPUT_FUNCTION = "WorkerFunctionName"
 OUTPUT_FUNCTION_MEMORY = "WorkerMemorySize"
 OUTPUT_FUNCTION_TIMEOUT = "WorkerTimeout"
+OUTPUT_INDEX_QUEUE_URL = "IndexQueueUrl"
+OUTPUT_INDEX_QUEUE_ARN = "IndexQueueArn"
+OUTPUT_INDEX_DLQ_URL = "IndexDeadLetterQueueUrl"
+OUTPUT_INDEX_DLQ_ARN = "IndexDeadLetterQueueArn"
+OUTPUT_INDEX_FUNCTION = "IndexFunctionName"
+OUTPUT_INDEX_PREFIX = "IndexPrefix"
 
 # -- queue settings -------------------------------------------------------------------------------
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -117,6 +123,12 @@ class StackOutputs(BaseModel):
     function_name: str
     memory_mb: int
     timeout_s: int
+    index_queue_url: str
+    index_queue_arn: str
+    index_dead_letter_queue_url: str
+    index_dead_letter_queue_arn: str
+    index_function_name: str
+    index_prefix: str
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, str]) -> StackOutputs:
@@ -132,7 +144,18 @@ class StackOutputs(BaseModel):
             function_name=outputs[OUTPUT_FUNCTION],
             memory_mb=int(outputs[OUTPUT_FUNCTION_MEMORY]),
             timeout_s=int(outputs[OUTPUT_FUNCTION_TIMEOUT]),
+            index_queue_url=outputs[OUTPUT_INDEX_QUEUE_URL],
+            index_queue_arn=outputs[OUTPUT_INDEX_QUEUE_ARN],
+            index_dead_letter_queue_url=outputs[OUTPUT_INDEX_DLQ_URL],
+            index_dead_letter_queue_arn=outputs[OUTPUT_INDEX_DLQ_ARN],
+            index_function_name=outputs[OUTPUT_INDEX_FUNCTION],
+            index_prefix=outputs[OUTPUT_INDEX_PREFIX],
         )
 
     def default_store(self, run_id: str) -> str:
         return f"s3://{self.output_bucket}/{self.output_prefix}{run_id}.zarr"
+
+    @property
+    def index_root(self) -> str:
+        """Where the stack keeps granule indexes (one object per granule)."""
+        return f"s3://{self.output_bucket}/{self.index_prefix}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,14 @@ import numpy as np
 from producer.granule_catalog import granule_shards
 from shared.catalog import GranuleRef
 from shared.config import load_config
-from shared.granules import ReadContext
-from shared.granules.strategies import CATALOG_SEGMENTS, LATITUDE_SEARCH, RECORDED_CHUNKS, has_recorded_chunks
+from shared.granules import GranuleIndex, ReadContext, build_index, index_location, write_index
+from shared.granules.strategies import (
+    CATALOG_SEGMENTS,
+    GRANULE_INDEX,
+    LATITUDE_SEARCH,
+    RECORDED_CHUNKS,
+    has_recorded_chunks,
+)
 from shared.grid import DEFAULT_GRID, child_cell_ids, parent_of, shard_nested_id
 from shared.results import ShardResult, ShardStatus
 from tests.independent import expected_cells, kept_points
@@ -44,6 +51,21 @@ def cataloged(path: Path) -> dict[int, GranuleRef]:
     return granule_shards(str(path), load_config(), DEFAULT_GRID, ReadContext())
 
 
+def indexed(path: Path, folder: Path) -> tuple[GranuleIndex, str]:
+    """The granule's index, built and written under ``folder``, and where it is."""
+    index = build_index(str(path), path.name, load_config(), DEFAULT_GRID, ReadContext())
+    location = index_location(str(folder), path.name)
+    write_index(index, location, ReadContext())
+    return index, location
+
+
+def index_strategy(index: GranuleIndex, shard_key: int) -> str:
+    """What reads a shard through a current index: its chunks, or (beams the index could not
+    record as chunks, e.g. contiguous datasets) the metadata over the index's ranges."""
+    part = index.shard(shard_key)
+    return GRANULE_INDEX.name if part.fully_recorded else f"{CATALOG_SEGMENTS.name} (index without chunks)"
+
+
 def process(shard_key: int, granules: list[GranuleRef], context: ReadContext | None = None) -> tuple[ShardResult, dict]:
     """The shard processed as a worker does; returns its result and the statistics it wrote."""
     written: dict[str, np.ndarray] = {}
@@ -64,16 +86,22 @@ def in_shard(expected: dict[int, dict], shard_key: int) -> dict[int, dict]:
 
 
 def assert_every_read_path_matches(path: Path, expected: dict[int, dict] | None = None) -> None:
-    """Each shard of the granule, read each way, holds exactly the independent statistics of its
-    cells, and the shards together hold every expected cell."""
+    """Each shard of the granule, read each way (and through the granule's index), holds exactly
+    the independent statistics of its cells, and the shards together hold every expected cell."""
     expected = expected_cells(kept_points(path)) if expected is None else expected
     covered: set[int] = set()
-    for key, ref in cataloged(path).items():
-        mine = in_shard(expected, key)
-        covered |= set(mine)
-        for how in READ_PATHS:
-            result, stats = process(key, [as_read(ref, how)])
-            assert result.status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY), f"{how}: {result.summary()}"
-            assert result.strategies == {strategy_for(ref, how): 1}, f"{how}: {result.summary()}"
-            assert_cells_match(child_cell_ids(key), stats, mine)
+    with tempfile.TemporaryDirectory(prefix="indexes-") as folder:
+        index, location = indexed(path, Path(folder))
+        refs = cataloged(path)
+        assert set(index.shards) == set(refs), "the index and the catalog see different shards"
+        for key, ref in refs.items():
+            mine = in_shard(expected, key)
+            covered |= set(mine)
+            ways = [(how, as_read(ref, how), strategy_for(ref, how)) for how in READ_PATHS]
+            ways.append(("index", GranuleRef(id=ref.id, path=ref.path, index=location), index_strategy(index, key)))
+            for how, granule, strategy in ways:
+                result, stats = process(key, [granule])
+                assert result.status in (ShardStatus.SUCCEEDED, ShardStatus.EMPTY), f"{how}: {result.summary()}"
+                assert result.strategies == {strategy: 1}, f"{how}: {result.summary()}"
+                assert_cells_match(child_cell_ids(key), stats, mine)
     assert covered == set(expected), "cells missing from every shard the catalog lists"

@@ -60,20 +60,24 @@ def test_same_statistics(tmp_path):
 
 @pytest.mark.integration
 def test_quick_benchmark_end_to_end(tmp_path, capsys):
-    """`python -m bench --quick`: emulator, catalog step, four strategies in their own processes."""
+    """`python -m bench --quick`: emulator, catalog and index steps, five strategies in their own processes."""
     out = tmp_path / "bench.json"
     assert bench_main(["--quick", "--no-local", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == report  # the last line printed
     assert report["all_identical"] is True
-    assert set(report["strategies"]) == {"baseline", "reader", "reader_segments", "reader_catalog"}
+    assert set(report["strategies"]) == {"baseline", "reader", "reader_segments", "reader_catalog", "reader_index"}
+    assert report["strategies"]["reader_index"]["read_by"] == {"granule_index": report["input"]["granules"]}
+    step = report["index_step"]
+    assert step["granules"] == report["input"]["granules"]
+    assert step["wall_s_per_granule"] > 0 and step["requests_per_granule"] > 0 and step["bytes_per_granule"] > 0
     observations = {r["observations"] for r in report["strategies"].values()}
     assert len(observations) == 1 and observations.pop() > 0
     for figures in report["strategies"].values():
         for key in ("wall_s", "cpu_s", "peak_rss_mb", "requests", "bytes", "observations_per_s", "emulator_cpu_s"):
             assert figures[key] > 0, key
     assert report["minimum"]["bytes"] > 0
-    for name in ("reader", "reader_segments", "reader_catalog"):
+    for name in ("reader", "reader_segments", "reader_catalog", "reader_index"):
         ratios = report["ratios"][name]
         assert {"bytes_vs_baseline", "bytes_vs_minimum", "wall_vs_baseline", "peak_rss_mb"} <= set(ratios)
         assert report["strategies"][name]["bytes"] >= report["minimum"]["bytes"]

@@ -8,8 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-from shared.granules import ReadContext
+from shared.config import load_config
+from shared.granules import ReadContext, build_index
 from shared.granules.h5coro_adapter import H5File
+from shared.grid import DEFAULT_GRID
 from tests.conftest import GREENLAND
 from tests.independent import declared_fill
 from tests.pipeline import assemble_native
@@ -95,6 +97,11 @@ def test_catalog_records_no_chunks_for_contiguous_datasets(antarctic, tmp_path):
     refs = cataloged(mixed).values()
     assert all("gt1l" not in (ref.chunks or {}) for ref in refs)
     assert any(ref.chunks for ref in refs)  # the other beams still are
+    # a granule index likewise: such a beam has ranges but no chunks (workers read its metadata)
+    assert build_index(str(whole), whole.name, load_config(), DEFAULT_GRID, ReadContext()).chunks == {}
+    index = build_index(str(mixed), mixed.name, load_config(), DEFAULT_GRID, ReadContext())
+    assert "gt1l" not in index.chunks and index.chunks
+    assert any("gt1l" in segments for segments in index.shards.values())
 
 
 def test_a_contiguous_slice_is_one_exact_byte_range(antarctic, tmp_path):

@@ -516,3 +516,42 @@ def test_a_table_query_reads_its_own_partition_only(monkeypatch):
         )
     assert got == [("small", i) for i in range(5)]
     assert compared[0] < 100, f"{compared[0]} key comparisons to read 5 items in 3 pages from a table of 605"
+
+
+def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
+    """moto sorted every item of the table by its keys, then compared each with the index's key,
+    casting both values every time: an index query cost grew with the whole table."""
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
+    casts = [0]
+    stock_cast = DynamoType.cast_value
+
+    def counting_cast(self):
+        casts[0] += 1
+        return stock_cast.fget(self)
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-west-2")
+        ranged_table(ddb, "partitions")
+        fill(ddb, "partitions", {"small": 5})
+        for start in range(0, 3000, 25):  # a large partition none of whose items the query answers
+            ddb.batch_write_item(
+                RequestItems={
+                    "partitions": [
+                        {"PutRequest": {"Item": {"pk": {"S": "large"}, "sk": {"N": str(i)}, "colour": {"S": "z"}}}}
+                        for i in range(start, start + 25)
+                    ]
+                }
+            )
+        monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
+        got = query_all(
+            ddb,
+            TableName="partitions",
+            IndexName="by-colour",
+            KeyConditionExpression="colour = :c",
+            ExpressionAttributeValues={":c": {"S": "b"}},
+        )
+    assert got == [("small", 2)]
+    assert casts[0] < 100, f"{casts[0]} values cast to answer an index query of 1 item in a table of 3,005"

@@ -8,7 +8,16 @@ import pytest
 from producer.granule_catalog import granule_shards
 from shared.catalog import GranuleRef
 from shared.config import load_config
-from shared.granules import STRATEGIES, ReadContext, ShardGeometry, choose_strategy, read_points
+from shared.granules import (
+    STRATEGIES,
+    ReadContext,
+    ShardGeometry,
+    build_index,
+    choose_strategy,
+    index_location,
+    read_points,
+    write_index,
+)
 from shared.grid import DEFAULT_GRID
 from shared.results import ShardResult, ShardStatus
 from tests.conftest import GREENLAND
@@ -23,8 +32,17 @@ def entry(data_dir) -> tuple[int, GranuleRef]:
     return key, shards[key]
 
 
+@pytest.fixture(scope="module")
+def index_of(entry, tmp_path_factory) -> str:
+    """Where the granule's index is (built and written to a folder)."""
+    _, ref = entry
+    location = index_location(str(tmp_path_factory.mktemp("indexes")), ref.id)
+    write_index(build_index(ref.path, ref.id, load_config(), DEFAULT_GRID, ReadContext()), location, ReadContext())
+    return location
+
+
 def test_strategies_have_distinct_names():
-    assert [s.name for s in STRATEGIES] == ["recorded_chunks", "catalog_segments", "latitude_search"]
+    assert [s.name for s in STRATEGIES] == ["granule_index", "recorded_chunks", "catalog_segments", "latitude_search"]
 
 
 def test_the_catalog_entry_decides_the_strategy(entry):
@@ -41,12 +59,20 @@ def test_the_catalog_entry_decides_the_strategy(entry):
         assert choose_strategy(ref.model_copy(update={"chunks": partial}), config).name == "catalog_segments"
     # a catalog entry with no beam in the shard holds no chunks: its (empty) segments are read
     assert choose_strategy(GranuleRef(id=ref.id, path=ref.path, segments={}), config).name == "catalog_segments"
+    # an index reference comes first, whatever else the entry holds
+    assert choose_strategy(ref.model_copy(update={"index": "i.gz"}), config).name == "granule_index"
+    assert choose_strategy(GranuleRef(id=ref.id, path=ref.path, index="i.gz"), config).name == "granule_index"
 
 
-def test_every_strategy_reads_the_same_points(entry):
+def test_every_strategy_reads_the_same_points(entry, index_of):
     key, ref = entry
     config, shard = load_config(), ShardGeometry.of(key, DEFAULT_GRID)
-    variants = [ref, ref.model_copy(update={"chunks": None}), GranuleRef(id=ref.id, path=ref.path)]
+    variants = [
+        GranuleRef(id=ref.id, path=ref.path, index=index_of),
+        ref,
+        ref.model_copy(update={"chunks": None}),
+        GranuleRef(id=ref.id, path=ref.path),
+    ]
     assert [choose_strategy(v, config).name for v in variants] == [s.name for s in STRATEGIES]
     expected = read_points(variants[0], shard, config, ReadContext())
     assert len(expected) > 0
@@ -73,10 +99,16 @@ def test_the_handler_reports_granules_read_per_strategy_as_metrics():
     try:
         handler.count_reads(
             ShardResult(
-                shard_key=1, status=ShardStatus.SUCCEEDED, strategies={"recorded_chunks": 3, "latitude_search": 1}
+                shard_key=1,
+                status=ShardStatus.SUCCEEDED,
+                strategies={"recorded_chunks": 3, "latitude_search": 1, "latitude_search (index stale)": 2},
             )
         )
         got = {name: m["Value"] for name, m in handler.metrics.metric_set.items()}
-        assert got == {"GranulesReadRecordedChunks": [3.0], "GranulesReadLatitudeSearch": [1.0]}
+        assert got == {
+            "GranulesReadRecordedChunks": [3.0],
+            "GranulesReadLatitudeSearch": [1.0],
+            "GranulesReadLatitudeSearchIndexStale": [2.0],  # a metric name: letters and digits only
+        }
     finally:
         handler.metrics.clear_metrics()

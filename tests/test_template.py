@@ -45,6 +45,12 @@ OUTPUT_NAMES = {
     settings.OUTPUT_FUNCTION,
     settings.OUTPUT_FUNCTION_MEMORY,
     settings.OUTPUT_FUNCTION_TIMEOUT,
+    settings.OUTPUT_INDEX_QUEUE_URL,
+    settings.OUTPUT_INDEX_QUEUE_ARN,
+    settings.OUTPUT_INDEX_DLQ_URL,
+    settings.OUTPUT_INDEX_DLQ_ARN,
+    settings.OUTPUT_INDEX_FUNCTION,
+    settings.OUTPUT_INDEX_PREFIX,
 }
 ENV_NAMES = {
     settings.ENV_RUN_TABLE,
@@ -149,13 +155,19 @@ def test_template_outputs_are_the_shared_names(sam_template):
     assert set(sam_template["Outputs"]) == OUTPUT_NAMES
 
 
-def test_function_environment_uses_the_shared_names(sam_template):
-    function = sam_template["Resources"]["WorkerFunction"]["Properties"]
-    variables = function["Environment"]["Variables"]
+@pytest.mark.parametrize(
+    "function, handler",
+    [("WorkerFunction", "worker.handler.lambda_handler"), ("IndexFunction", "worker.index_handler.lambda_handler")],
+)
+def test_function_environment_uses_the_shared_names(sam_template, function, handler):
+    props = sam_template["Resources"][function]["Properties"]
+    variables = props["Environment"]["Variables"]
     assert ENV_NAMES <= set(variables)
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(variables)
-    assert function["Handler"] == "worker.handler.lambda_handler"
-    assert function["Runtime"] == "python3.12" and function["Architectures"] == ["arm64"]
+    assert props["Handler"] == handler
+    module, _, name = handler.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+    assert props["Runtime"] == "python3.12" and props["Architectures"] == ["arm64"]
 
 
 def test_table_definition_uses_the_shared_names(sam_template):
@@ -165,10 +177,10 @@ def test_table_definition_uses_the_shared_names(sam_template):
     assert table["BillingMode"] == "PAY_PER_REQUEST"
 
 
-def test_function_is_built_by_the_makefile_target(sam_template):
-    function = sam_template["Resources"]["WorkerFunction"]
-    assert function["Metadata"]["BuildMethod"] == "makefile"
-    assert re.search(r"^build-WorkerFunction:", (ROOT / "Makefile").read_text(), re.MULTILINE)
+@pytest.mark.parametrize("function", ["WorkerFunction", "IndexFunction"])
+def test_function_is_built_by_the_makefile_target(sam_template, function):
+    assert sam_template["Resources"][function]["Metadata"]["BuildMethod"] == "makefile"
+    assert re.search(rf"^build-{function}:", (ROOT / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_translation_is_plain_cloudformation(translated):
@@ -178,7 +190,10 @@ def test_translation_is_plain_cloudformation(translated):
     assert function["Code"] == {"S3Bucket": "local-code", "S3Key": "WorkerFunction.zip"}
     assert function["Architectures"] == ["arm64"]  # moto's Lambda reports x86_64: checked here
     mappings = _resources(translated, "AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 1
+    assert sorted(m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()) == [
+        "IndexFunction",
+        "WorkerFunction",
+    ]
 
 
 def test_resolve_parameter_mappings_follows_parameters(sam_template, translated):
@@ -228,11 +243,27 @@ def test_worker_role_has_no_managed_policies(translated):
     assert translated["Resources"]["WorkerFunction"]["Properties"]["Role"] == {"Fn::GetAtt": ["WorkerRole", "Arn"]}
 
 
+def _by_action(translated: dict, role: str) -> dict[str, list[dict]]:
+    by_action: dict[str, list[dict]] = {}
+    for name, statement in _statements(translated):
+        if name == role:
+            for action in _as_list(statement["Action"]):
+                by_action.setdefault(action, []).append(statement)
+    return by_action
+
+
+def test_index_role_scopes(translated):
+    """The index builder polls its own queue and writes indexes, nothing else."""
+    by_action = _by_action(translated, "IndexRole")
+    assert by_action["sqs:ReceiveMessage"][0]["Resource"] == {"Fn::GetAtt": ["IndexQueue", "Arn"]}
+    assert by_action["sqs:SendMessage"][0]["Resource"] == {"Fn::GetAtt": ["IndexDeadLetterQueue", "Arn"]}
+    assert [s["Resource"] for s in by_action["s3:PutObject"]] == [{"Fn::Sub": "${OutputBucket.Arn}/${IndexPrefix}*"}]
+    assert not {"s3:DeleteObject", "s3:ListBucket", "dynamodb:Scan"} & set(by_action)
+    assert by_action["ssm:GetParameter"][0]["Resource"]["Fn::Sub"].endswith(":parameter/${AWS::StackName}/*")
+
+
 def test_iam_scopes(translated):
-    by_action = {}
-    for _, statement in _statements(translated):
-        for action in _as_list(statement["Action"]):
-            by_action.setdefault(action, []).append(statement)
+    by_action = _by_action(translated, "WorkerRole")
     ssm = by_action["ssm:GetParameter"][0]["Resource"]["Fn::Sub"]
     assert ssm.endswith(":parameter/${AWS::StackName}/*")  # the ParameterPrefix, and nothing else
     assert set(by_action) >= {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -371,15 +402,17 @@ def test_output_bucket(aws, outputs, translated):
     assert lifecycle["expire-run-files"]["Prefix"] == settings.RUN_FILES_PREFIX
 
 
-def test_dead_letter_alarm(translated):
+def test_dead_letter_alarms(translated):
     # moto's CloudFormation skips AWS::CloudWatch::Alarm: checked in the template.
-    (alarm,) = _resources(translated, "AWS::CloudWatch::Alarm").values()
-    props = alarm["Properties"]
-    assert props["Namespace"] == "AWS/SQS" and props["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    assert props["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ShardDeadLetterQueue", "QueueName"]}}
-    ]
-    assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["Threshold"] == 0
+    alarms = _resources(translated, "AWS::CloudWatch::Alarm").values()
+    watched = set()
+    for alarm in alarms:
+        props = alarm["Properties"]
+        assert props["Namespace"] == "AWS/SQS" and props["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        (dimension,) = props["Dimensions"]
+        watched.add(dimension["Value"]["Fn::GetAtt"][0])
+        assert props["ComparisonOperator"] == "GreaterThanThreshold" and props["Threshold"] == 0
+    assert watched == {"ShardDeadLetterQueue", "IndexDeadLetterQueue"}
     assert translated["Resources"]["AlarmTopic"]["Condition"] == "HasAlarmEmail"
 
 
@@ -491,3 +524,26 @@ def test_worker_package_under_lambda_limit():
         assert {"worker", "shared", "numpy", "zarr", "h5coro", "mortie"} <= names
         assert not names & {"boto3", "botocore", "xarray", "pandas", "earthaccess", "producer", "tests"}
         assert total < LAMBDA_UNZIPPED_LIMIT, f"{total / 2**20:.1f} MiB"
+
+
+def test_index_queue_mapping_and_dead_letter_queue(aws, outputs):
+    """Index building is queue work of its own: batch size 1, a throttle, a DLQ after the same receives."""
+    lam, sqs = aws("lambda"), aws("sqs")
+    function = outputs[settings.OUTPUT_INDEX_FUNCTION]
+    (mapping,) = lam.list_event_source_mappings(FunctionName=function)["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == outputs[settings.OUTPUT_INDEX_QUEUE_ARN]
+    assert mapping["BatchSize"] == 1 and "ReportBatchItemFailures" in mapping["FunctionResponseTypes"]
+    reserved = lam.get_function_concurrency(FunctionName=function)["ReservedConcurrentExecutions"]
+    assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= reserved
+    attributes = sqs.get_queue_attributes(QueueUrl=outputs[settings.OUTPUT_INDEX_QUEUE_URL], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    policy = json.loads(attributes["RedrivePolicy"])
+    assert (
+        policy["deadLetterTargetArn"] == outputs[settings.OUTPUT_INDEX_DLQ_ARN] and int(policy["maxReceiveCount"]) >= 5
+    )
+    timeout = lam.get_function(FunctionName=function)["Configuration"]["Timeout"]
+    assert int(attributes["VisibilityTimeout"]) >= 6 * timeout
+    environment = lam.get_function(FunctionName=function)["Configuration"]["Environment"]["Variables"]
+    assert environment[settings.ENV_DLQ_URL] == outputs[settings.OUTPUT_INDEX_DLQ_URL]
+    assert environment[settings.ENV_OUTPUT_PREFIX] == outputs[settings.OUTPUT_INDEX_PREFIX]

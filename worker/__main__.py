@@ -11,6 +11,7 @@ from shared.errors import InputError, outcome_code, run_command
 from shared.results import ShardStatus
 
 DEFAULT_LOG_FILE = "worker.log"
+QUEUES = ("shards", "indexes")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="append the function's JSON log lines here, as CloudWatch Logs would keep them "
         "(default %(default)s; '-' for the terminal, which then shows no progress bar)",
     )
+    local.add_argument(
+        "--queue",
+        choices=QUEUES,
+        default="shards",
+        help="the queue to work: shards (statistics) or indexes (python -m producer index) (default %(default)s)",
+    )
     local.add_argument("--stack", help="stack name (default: $SHARD_QUEUE_STACK or icesat2-shard-queue)")
     args = parser.parse_args(argv)
     if not args.local and not (args.catalog and args.store):
@@ -73,7 +80,8 @@ def run_queue(args: argparse.Namespace) -> int:
     from worker.progress import Progress
     from worker.runner import read_mapping, run
 
-    mapping = read_mapping(load_stack(args.stack).function_name)
+    stack = load_stack(args.stack)
+    mapping = read_mapping(stack.index_function_name if args.queue == "indexes" else stack.function_name)
     to_terminal = args.log_file == "-"
     return run(
         mapping,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -39,10 +40,11 @@ def services() -> Services:
 
 
 def count_reads(result: ShardResult) -> None:
-    """Granules read per read strategy: metric GranulesRead<Strategy> (e.g. GranulesReadRecordedChunks)."""
+    """Granules read per read strategy: metric GranulesRead<Strategy> (e.g. GranulesReadRecordedChunks;
+    a fallback, ``latitude_search (index stale)``, is GranulesReadLatitudeSearchIndexStale)."""
     for strategy, granules in result.strategies.items():
         metrics.add_metric(
-            name="GranulesRead" + strategy.title().replace("_", ""), unit=MetricUnit.Count, value=granules
+            name="GranulesRead" + re.sub(r"[^A-Za-z0-9]", "", strategy.title()), unit=MetricUnit.Count, value=granules
         )
 
 

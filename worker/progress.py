@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from shared.deadletters import release, sweep
 from shared.results import ShardStatus, plural
-from shared.runstatus import RunStatusStore
+from shared.runstatus import RunKind, RunStatusStore
 
 __all__ = ["Progress", "Tally", "summary_lines"]
 
@@ -89,7 +89,8 @@ def summary_lines(runs: RunStatusStore, sqs: Any, dead_letter_queue_url: str, ru
         running = runs.count(run_id, ShardStatus.RUNNING)
         pending = max(run.shards - sum(counts.values()) - running, 0)
         shown = ", ".join(f"{n} {s}" for s, n in {**counts, "RUNNING": running, "PENDING": pending}.items() if n)
-        lines.append(f"run {run_id}: {plural(run.shards, 'shard')}: {shown or 'none finished'}")
+        item = "granule" if run.kind is RunKind.INDEXES else "shard"
+        lines.append(f"run {run_id}: {plural(run.shards, item)}: {shown or 'none finished'}")
     letters = sweep(sqs, dead_letter_queue_url, hold_seconds=30)
     release(sqs, dead_letter_queue_url, letters)
     mine = [d for d in letters if d.run_id in run_ids or d.run_id is None]

@@ -2,7 +2,8 @@
 
 It reads the mapping from the (emulated) Lambda service: queue, batch size, maximum concurrency,
 and the function's timeout, reserved concurrency and environment. Each of up to N worker
-processes long-polls the queue, invokes ``worker.handler.lambda_handler`` with a Lambda-like
+processes long-polls the queue, invokes the function's handler (``worker.handler.lambda_handler``
+for shards, ``worker.index_handler.lambda_handler`` for granule indexes) with a Lambda-like
 context (deadline from the function timeout), and deletes the records the handler did not
 report as failed. Failed records are left alone, so the queue's redrive policy moves them to the
 DLQ after maxReceiveCount receives. A stop signal to the runner (SIGINT, SIGTERM, SIGHUP) stops
@@ -16,6 +17,7 @@ split, each part would need the others' state.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
@@ -55,6 +57,7 @@ class Mapping(BaseModel):
     timeout_s: int
     memory_mb: int
     environment: dict[str, str]
+    handler: str = "worker.handler.lambda_handler"  # module.function, as the function's Handler names it
 
 
 def read_mapping(function_name: str, lambda_client: Any = None, sqs: Any = None) -> Mapping:
@@ -86,6 +89,7 @@ def read_mapping(function_name: str, lambda_client: Any = None, sqs: Any = None)
         timeout_s=int(config.get("Timeout", 3)),
         memory_mb=int(config.get("MemorySize", 128)),
         environment={k: str(v) for k, v in ((config.get("Environment") or {}).get("Variables") or {}).items()},
+        handler=config.get("Handler") or Mapping.model_fields["handler"].default,
     )
 
 
@@ -226,7 +230,8 @@ def poll_loop(
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
     os.environ.update(mapping.environment)
-    from worker.handler import lambda_handler  # imported after the function's environment is set
+    module, _, function = mapping.handler.rpartition(".")
+    lambda_handler = getattr(importlib.import_module(module), function)  # after the function's environment is set
 
     def carry_on() -> bool:  # the runner's liveness first: a runner killed while holding ``stop``'s lock
         return not requests.received and os.getppid() == runner_pid and not stop.is_set()

@@ -269,7 +269,8 @@ def _process(message: ShardMessage, granules: list, invocation: Invocation) -> S
             message.grid,
             list(message.windows),
             lambda stats: write_shard(message.store, message.shard_index, windows, stats, out),
-            ReadContext(s3=S3RangeReader(read.for_client())),
+            # granules with the run's read credentials; their indexes, in the stack's bucket, with the function's role
+            ReadContext(s3=S3RangeReader(read.for_client()), index_s3=S3RangeReader()),
             should_stop=lambda: invocation.time_left() < margin,
         )
 

@@ -40,9 +40,8 @@ def read_shard(
     def one(granule: GranuleRef) -> tuple[str, Points] | GranuleFailure:
         if should_stop():
             raise DeadlineReached(f"stopped before reading {granule.id}: the invocation deadline is near")
-        strategy = choose_strategy(granule, config)
-        try:
-            return strategy.name, strategy.read(granule, geometry, config, context)
+        try:  # the name of what read it: a granule index found stale falls back, and says so
+            return choose_strategy(granule, config).read_named(granule, geometry, config, context)
         except GranuleReadError as exc:
             return GranuleFailure(granule=granule.id, kind=exc.kind, reason=exc.reason)
 

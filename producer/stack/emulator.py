@@ -33,7 +33,7 @@ receive hands out (for its retention period). Filling a queue took time quadrati
 moto's DynamoDB gathers a table query's candidates from the whole table, every page again, so
 reading one run's records grew slower with every run the table held. One more fix:
 
-* a table query reads its own partition only.
+* a query reads its own partition only (a table's, or the items holding an index's key).
 
 ``python -m bench.queue --compare`` measures them (``--without-fix NAME`` leaves one out).
 
@@ -342,13 +342,15 @@ _query_partition = threading.local()  # per thread, the partition a table query 
 
 
 def _dynamodb_query_reads_one_partition() -> bool:
-    """A query of a table (not of an index) reads the items of its partition, not the whole table.
+    """A query reads the items of its partition, not the whole table sorted.
 
-    moto gathers a query's candidates from every item of the table, sorted, and keeps those of the
-    queried partition; each page of a paginated query does it again. So a query's cost grew with
-    everything the table held: on a run table that several runs had filled, reading one run's
-    records took seconds. Here its candidates come from the queried partition alone: the same
-    items, in the same order.
+    moto gathers a query's candidates from every item of the table, sorted by the table's keys
+    (DynamoType comparisons), and keeps those of the queried partition; each page of a paginated
+    query does it again. So a query's cost grew with everything the table held: on a run table
+    that several runs had filled, reading one run's records took seconds. Here a table query's
+    candidates come from its partition alone, in the same order; an index query's are the items
+    holding the index's partition key value, in any order (moto sorts them by the index's keys
+    next): the same answers.
     """
     import inspect
 
@@ -358,23 +360,39 @@ def _dynamodb_query_reads_one_partition() -> bool:
     if getattr(query, "one_partition", False):  # applied already
         return True
     signature = inspect.signature(query)
-    if not {"hash_key", "index_name"} <= signature.parameters.keys():
+    if not {"hash_key", "index_name", "hash_key_conditions"} <= signature.parameters.keys():
         return False
+
+    def holds(item: Any, conditions: list) -> bool:
+        """Whether ``item`` has each (attribute, value): strings compared as stored (DynamoType's
+        equality casts every value first, most of a scan's cost), other types as moto compares them."""
+        for name, wanted in conditions:
+            value = item.attrs.get(name)
+            if value is None or value.type != wanted.type:
+                return False
+            if not (value.value == wanted.value if wanted.type == "S" else value == wanted):
+                return False
+        return True
 
     def partition_items(self: Any) -> list:
         key = getattr(_query_partition, "key", None)
-        if key is None or not self.range_key_attr:  # not within a query; a table kept item by item
+        conditions = getattr(_query_partition, "conditions", None)
+        if not self.range_key_attr or (key is None and not conditions):  # not within a query; a table kept item by item
             return all_items(self)
-        return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+        if key is not None:
+            return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+        return [item for partition in self.items.values() for item in partition.values() if holds(item, conditions)]
 
     @functools.wraps(query)
     def one_partition_query(*args: Any, **kwargs: Any) -> Any:
         called = signature.bind(*args, **kwargs).arguments
-        _query_partition.key = None if called.get("index_name") else called["hash_key"]
+        on_index = bool(called.get("index_name"))
+        _query_partition.key = None if on_index else called["hash_key"]
+        _query_partition.conditions = list(called.get("hash_key_conditions") or []) if on_index else None
         try:
             return query(*args, **kwargs)
         finally:
-            _query_partition.key = None
+            _query_partition.key = _query_partition.conditions = None
 
     one_partition_query.one_partition = True  # type: ignore[attr-defined]
     Table.query = one_partition_query

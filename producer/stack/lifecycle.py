@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from producer.stack.deploy import PROJECT_ROOT
 from producer.stack.emulator import S3Delays, s3_delays_of
 from shared.errors import StackError
-from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, ENV_STATE_DIR, OUTPUT_FUNCTION
+from shared.settings import DEFAULT_STACK_NAME, ENV_STACK_NAME, ENV_STATE_DIR, OUTPUT_FUNCTION, OUTPUT_INDEX_FUNCTION
 
 # Where the running embedded stack is recorded: $SHARD_QUEUE_STATE_DIR, else .stack in the project
 # root, so every command finds it from any directory.
@@ -135,7 +135,8 @@ def deploy(endpoint: str, stack_name: str) -> dict[str, str]:
         boto3.client("cloudformation", **clients), stack_name, template, EMBEDDED_PARAMETERS, poll_seconds=0.5
     )
     # moto would poll the queue itself and invoke the function in Docker; the local runner is the poller here.
-    disable_emulated_event_sources(boto3.client("lambda", **clients), outputs[OUTPUT_FUNCTION])
+    for function in (OUTPUT_FUNCTION, OUTPUT_INDEX_FUNCTION):
+        disable_emulated_event_sources(boto3.client("lambda", **clients), outputs[function])
     return outputs
 
 

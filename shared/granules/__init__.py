@@ -10,14 +10,29 @@ Modules, each with one job:
 * :mod:`~shared.granules.h5coro_adapter` - every use of h5coro: metadata walk, storage, slices.
 * :mod:`~shared.granules.strategies` - the read strategies and :func:`choose_strategy`.
 * :mod:`~shared.granules.survey` - what the offline catalog reads of a granule.
+* :mod:`~shared.granules.index` - per-granule indexes: built once, stored beside the data, read
+  by every shard (the ``granule_index`` strategy).
 """
 
+from shared.granules.index import (
+    GranuleIdentity,
+    GranuleIndex,
+    GranuleIndexError,
+    build_index,
+    index_is_current,
+    index_location,
+    read_index,
+    write_index,
+)
 from shared.granules.io import GranuleReadError, ReadContext, ReadStats, S3RangeReader, split_s3_url
 from shared.granules.points import Points, ShardGeometry
 from shared.granules.strategies import STRATEGIES, ReadStrategy, choose_strategy, read_points
 from shared.granules.survey import GranuleSurvey
 
 __all__ = [
+    "GranuleIdentity",
+    "GranuleIndex",
+    "GranuleIndexError",
     "GranuleReadError",
     "GranuleSurvey",
     "Points",
@@ -27,7 +42,12 @@ __all__ = [
     "S3RangeReader",
     "STRATEGIES",
     "ShardGeometry",
+    "build_index",
     "choose_strategy",
+    "index_is_current",
+    "index_location",
+    "read_index",
     "read_points",
     "split_s3_url",
+    "write_index",
 ]

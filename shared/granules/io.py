@@ -29,8 +29,10 @@ import bisect
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import NamedTuple
 
 import obstore
 import obstore.exceptions
@@ -113,6 +115,14 @@ def classify_error(code: str, exc: Exception | None = None) -> FailureKind:
     return FailureKind.TRANSIENT
 
 
+class ObjectVersion(NamedTuple):
+    """Which version of a file was read: its size in bytes and an ETag (S3's, quotes included;
+    for a local file, which has none, ``mtime_ns:<st_mtime_ns>``)."""
+
+    size: int
+    etag: str
+
+
 # =============================================================================================
 # S3
 # =============================================================================================
@@ -132,6 +142,8 @@ class S3RangeReader:
         self._client = {**CLIENT, "pool_max_idle_per_host": str(max_connections)}
         self._stores: dict[str, S3Store] = {}
         self._lock = threading.Lock()
+        self._threads: ThreadPoolExecutor | None = None
+        self._max_granules = max(1, max_connections // RANGES_PER_CALL)
 
     def store(self, bucket: str) -> S3Store:
         with self._lock:
@@ -165,6 +177,55 @@ class S3RangeReader:
         except (obstore.exceptions.BaseError, OSError) as exc:
             raise self._error(bucket, key, exc, *max(ranges)) from None  # the range furthest into the object
         return [memoryview(data) for data in got]
+
+    def get_object(self, bucket: str, key: str) -> bytes | None:
+        """The whole of ``s3://bucket/key``; None when there is no such object."""
+        try:
+            return bytes(obstore.get(self.store(bucket), key).bytes())
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            error = self._error(bucket, key, exc, 0, 0)
+            if error.kind == FailureKind.MISSING:
+                return None
+            raise error from None
+
+    def put_object(self, bucket: str, key: str, data: bytes) -> None:
+        """Store ``data`` as ``s3://bucket/key`` in one PUT (atomic: readers see the old object or the new)."""
+        try:
+            obstore.put(self.store(bucket), key, data)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._error(bucket, key, exc, 0, 0) from None
+
+    def head(self, bucket: str, key: str) -> ObjectVersion:
+        """Size and ETag of ``s3://bucket/key`` (one HeadObject)."""
+        try:
+            meta = obstore.head(self.store(bucket), key)
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            raise self._error(bucket, key, exc, 0, 0) from None
+        return ObjectVersion(meta["size"], meta["e_tag"] or "")
+
+    def get_ranges_versioned(
+        self, bucket: str, key: str, ranges: list[tuple[int, int]]
+    ) -> tuple[list[memoryview], ObjectVersion]:
+        """:meth:`get_ranges`, and the object's size and ETag from the answer to one of the
+        ranges (a ranged GET carries them: no extra request). That range is a plain GET sent
+        alongside the ``get_ranges`` call of the others."""
+        first, rest = ranges[0], ranges[1:]
+        others = self._pool().submit(self.get_ranges, bucket, key, rest) if rest else None
+        try:
+            answer = obstore.get(self.store(bucket), key, options={"range": first})
+            data = memoryview(answer.bytes())
+        except (obstore.exceptions.BaseError, OSError) as exc:
+            if others is not None:
+                others.cancel() or others.exception()  # let it finish: its connection is pooled
+            raise self._error(bucket, key, exc, *first) from None
+        meta = answer.meta
+        return [data, *(others.result() if others else [])], ObjectVersion(meta["size"], meta["e_tag"] or "")
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:  # obstore's calls release the GIL: threads only wait
+                self._threads = ThreadPoolExecutor(max_workers=self._max_granules, thread_name_prefix="s3-ranges")
+            return self._threads
 
     @staticmethod
     def _error(bucket: str, key: str, exc: Exception, start: int, stop: int) -> GranuleReadError:
@@ -208,11 +269,20 @@ class ReadStats:
 @dataclass
 class ReadContext:
     """What a read needs: the S3 reader (shared by all granules of a shard), the counters, and
-    the concurrency setting, requests in flight (:data:`REQUESTS_IN_FLIGHT`)."""
+    the concurrency setting, requests in flight (:data:`REQUESTS_IN_FLIGHT`).
+
+    ``index_s3`` reads granule indexes (:mod:`shared.granules.index`) when they are not where the
+    granule credentials reach: on AWS the granules are in NSIDC's read-only bucket, the indexes
+    in the run's output bucket (default credentials: ``S3RangeReader()``). None: ``s3`` reads them."""
 
     s3: S3RangeReader | None = None
     stats: ReadStats = field(default_factory=ReadStats)
     requests_in_flight: int = REQUESTS_IN_FLIGHT
+    index_s3: S3RangeReader | None = None
+
+    def for_indexes(self) -> ReadContext:
+        """The context granule indexes are read through: ``index_s3`` (else ``s3``), same counters."""
+        return ReadContext(s3=self.index_s3 or self.s3, stats=self.stats, requests_in_flight=self.requests_in_flight)
 
     @property
     def granules_in_flight(self) -> int:
@@ -235,6 +305,14 @@ class ByteSource:
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes | memoryview]:
         """Exactly the bytes of each ``(start, stop)`` range; a granule that ends first is CORRUPT."""
         raise NotImplementedError
+
+    def version(self) -> ObjectVersion:
+        """The granule's size and ETag now (S3: one HeadObject; a local file: fstat)."""
+        raise NotImplementedError
+
+    def read_ranges_versioned(self, ranges: list[tuple[int, int]]) -> tuple[list[bytes | memoryview], ObjectVersion]:
+        """:meth:`read_ranges` and the version of the granule the bytes came from."""
+        return self.read_ranges(ranges), self.version()
 
     def close(self) -> None:
         pass
@@ -275,6 +353,18 @@ class S3Source(ByteSource):
         self.context.stats.add_ranges([len(data) for data in got])
         return _exact(self.resource, ranges, got)
 
+    def version(self) -> ObjectVersion:
+        found = self.context.s3.head(self.bucket, self.key)
+        self.context.stats.add(0)  # a request, no bytes of the granule
+        return found
+
+    def read_ranges_versioned(self, ranges: list[tuple[int, int]]) -> tuple[list[memoryview], ObjectVersion]:
+        if not ranges:
+            return [], self.version()
+        got, found = self.context.s3.get_ranges_versioned(self.bucket, self.key, ranges)
+        self.context.stats.add_ranges([len(data) for data in got])
+        return _exact(self.resource, ranges, got), found
+
 
 class LocalFileSource(ByteSource):
     """A local file, counted the same way."""
@@ -302,6 +392,10 @@ class LocalFileSource(ByteSource):
         ]  # the page cache: no waiting to overlap
         self.context.stats.add_ranges([len(data) for data in got])
         return _exact(self.resource, ranges, got)
+
+    def version(self) -> ObjectVersion:
+        found = os.fstat(self.fd)  # the file opened, even if the path has been replaced since
+        return ObjectVersion(found.st_size, f"mtime_ns:{found.st_mtime_ns}")
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -374,3 +468,13 @@ def fetch_ranges(source: ByteSource, ranges: list[tuple[int, int]], store: Range
     for (start, _), data in zip(todo, source.read_ranges(todo) if todo else []):
         store.add(start, data)
     return store
+
+
+def fetch_ranges_versioned(source: ByteSource, ranges: list[tuple[int, int]]) -> tuple[RangeStore, ObjectVersion]:
+    """:func:`fetch_ranges` into a new store, and the version of the granule the bytes came from
+    (on S3 from the answers themselves: no extra request unless there is nothing to fetch)."""
+    store, todo = RangeStore(), merge_ranges(ranges)
+    got, version = source.read_ranges_versioned(todo)
+    for (start, _), data in zip(todo, got):
+        store.add(start, data)
+    return store, version

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.config import PipelineConfig
-from shared.grid import GridSignature, nested_ids, parent_of, shard_latitude_band, shard_nested_id
+from shared.grid import GridSignature, nested_ids, parent_of, shard_keys_of, shard_latitude_band, shard_nested_id
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,30 @@ def child_index(
     index = np.full(np.shape(lat), -1, dtype=np.int64)
     index[located[inside]] = (cells[inside] - first).astype(np.int64)
     return index
+
+
+def beam_segments(lat: np.ndarray, lon: np.ndarray, grid: GridSignature) -> dict[int, tuple[int, int]]:
+    """Per shard touched by one beam's (valid) coordinates: the index range holding its points."""
+    keys = shard_keys_of(lat, lon, grid.parent_order)
+    order = np.argsort(keys, kind="stable")
+    unique, first = np.unique(keys[order], return_index=True)
+    bounds = np.append(first, keys.size)
+    return {
+        int(key): (int(order[bounds[i] : bounds[i + 1]].min()), int(order[bounds[i] : bounds[i + 1]].max()) + 1)
+        for i, key in enumerate(unique)
+    }
+
+
+def shard_segments(
+    coordinates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], grid: GridSignature
+) -> dict[int, dict[str, tuple[int, int]]]:
+    """Per shard a granule touches, per beam the index range ``[start, stop)`` holding the shard's
+    points, from each beam's whole ``(latitude, longitude, valid)`` (what
+    :meth:`~shared.granules.survey.GranuleSurvey.coordinates` gives). Points without valid
+    coordinates belong to no shard."""
+    shards: dict[int, dict[str, tuple[int, int]]] = {}
+    for beam, (lat, lon, ok) in coordinates.items():
+        index = np.flatnonzero(ok)
+        for key, (start, stop) in beam_segments(lat[ok], lon[ok], grid).items():
+            shards.setdefault(key, {})[beam] = (int(index[start]), int(index[stop - 1]) + 1)
+    return shards

@@ -1,6 +1,12 @@
-"""How the points of one shard are read from one granule: three strategies behind one interface,
+"""How the points of one shard are read from one granule: four strategies behind one interface,
 and the one function that chooses among them (:func:`choose_strategy`).
 
+* ``granule_index`` (:class:`IndexedChunks`): the catalog references the granule's index
+  (``GranuleRef.index``, :mod:`shared.granules.index`), built once per granule. The shard's
+  ranges and chunks come from it; no HDF5 metadata is read, one round fetches the chunks. An
+  index that is stale (the granule was replaced), missing or unreadable is never used: the read
+  falls back to the latitude search and says so in the name it reports
+  (``latitude_search (index stale)``; :meth:`ReadStrategy.read_named`).
 * ``recorded_chunks`` (:class:`RecordedChunks`): the catalog recorded, per beam and dataset, where
   the chunks over the shard's index range are stored and how they are encoded
   (``GranuleRef.chunks``). No HDF5 metadata is read: one round fetches those chunks, decoded here.
@@ -20,18 +26,31 @@ original system's, bit for bit.
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
 from typing import Protocol
 
 import numpy as np
 
-from shared.catalog import GranuleRef
+from shared.catalog import DatasetChunks, GranuleRef
 from shared.config import PipelineConfig
 from shared.granules.chunks import ChunkDecodeError, byte_ranges, values_in_range
 from shared.granules.h5coro_adapter import H5File
-from shared.granules.io import GranuleReadError, RangeStore, ReadContext, fetch_ranges, open_source
+from shared.granules.index import GranuleIndex, GranuleIndexError, read_index
+from shared.granules.io import (
+    GranuleReadError,
+    RangeStore,
+    ReadContext,
+    fetch_ranges,
+    fetch_ranges_versioned,
+    open_source,
+)
 from shared.granules.points import Points, ShardGeometry, child_index, dataset_names, kept_points, span
 from shared.granules.search import BandSearch, runs_of
 from shared.results import FailureKind
+
+log = logging.getLogger(__name__)
 
 
 class ReadStrategy(Protocol):
@@ -43,6 +62,27 @@ class ReadStrategy(Protocol):
         """The shard's kept points in the granule; raises :class:`GranuleReadError` naming the problem."""
         ...
 
+    def read_named(
+        self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext
+    ) -> tuple[str, Points]:
+        """:meth:`read`, and the name of what read the points: the strategy's own, or what it fell
+        back to (``latitude_search (index stale)``)."""
+        ...
+
+
+class NamedRead:
+    """A strategy that never falls back: what read the points is itself."""
+
+    name: str
+
+    def read(self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
+        raise NotImplementedError
+
+    def read_named(
+        self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext
+    ) -> tuple[str, Points]:
+        return self.name, self.read(granule, shard, config, context)
+
 
 def has_recorded_chunks(granule: GranuleRef, config: PipelineConfig) -> bool:
     """Whether the catalog recorded every dataset of every beam in the granule's segments."""
@@ -53,61 +93,81 @@ def has_recorded_chunks(granule: GranuleRef, config: PipelineConfig) -> bool:
 
 
 # =============================================================================================
-# No HDF5 metadata: the chunks the catalog recorded
+# No HDF5 metadata: chunks recorded beforehand (by the catalog, or in a granule index)
 # =============================================================================================
-class RecordedChunks:
+def recorded_ranges(
+    segments: dict[str, tuple[int, int]], chunks: dict[str, dict[str, DatasetChunks]], config: PipelineConfig
+) -> list[tuple[int, int]]:
+    """Byte ranges of every recorded chunk over each beam's segment range."""
+    names = dataset_names(config)
+    return [r for b in config.beams if b in segments for n in names for r in byte_ranges(chunks[b][n], *segments[b])]
+
+
+def recorded_points(
+    granule_id: str,
+    segments: dict[str, tuple[int, int]],
+    chunks: dict[str, dict[str, DatasetChunks]],
+    store: RangeStore,
+    shard: ShardGeometry,
+    config: PipelineConfig,
+    recorded_by: str,
+) -> Points:
+    """The shard's kept points, decoded (inflate, unshuffle) from the fetched bytes of the
+    recorded chunks (:func:`recorded_ranges`). A chunk that does not decode as recorded is
+    CORRUPT; ``recorded_by`` ("the catalog", "the granule index") says what to rebuild."""
+
+    def stored_bytes(offset: int, size: int) -> memoryview:
+        got = store.get(offset, size)
+        if got is None or len(got) < size:
+            raise ChunkDecodeError(f"the granule ends before byte {offset + size}, where a recorded chunk ends")
+        return got
+
+    parts = []
+    for beam in [b for b in config.beams if b in segments]:
+        start, stop = segments[beam]
+        recorded = chunks[beam]
+        values = {}
+        for name in dataset_names(config):
+            try:
+                values[name] = values_in_range(recorded[name], start, stop, stored_bytes)
+            except ChunkDecodeError as exc:
+                raise GranuleReadError(
+                    FailureKind.CORRUPT,
+                    f"{granule_id}: {config.dataset_path(beam, name)}: {exc}: the chunks {recorded_by} recorded "
+                    f"do not match the granule (rebuild {recorded_by})",
+                ) from None
+        fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
+        cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
+        quality = values[config.quality.dataset] if config.quality else None
+        parts.append(
+            kept_points(
+                cells,
+                values[config.value],
+                values[config.sigma],
+                quality,
+                config,
+                recorded[config.value].fill,
+                recorded[config.sigma].fill,
+                values[config.time],
+                recorded[config.time].fill,
+            )
+        )
+    return Points.concat(parts)
+
+
+class RecordedChunks(NamedRead):
     """The shard's points from the chunks the catalog recorded: one round of byte ranges, decoded
     here (inflate, unshuffle)."""
 
     name = "recorded_chunks"
 
     def read(self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
-        names = dataset_names(config)
-        beams = [b for b in config.beams if b in granule.segments]
-        ranges = [r for b in beams for n in names for r in byte_ranges(granule.chunks[b][n], *granule.segments[b])]
         source = open_source(granule.location, context)
         try:
-            store = fetch_ranges(source, ranges, RangeStore())
+            store = fetch_ranges(source, recorded_ranges(granule.segments, granule.chunks, config), RangeStore())
         finally:
             source.close()
-
-        def stored_bytes(offset: int, size: int) -> memoryview:
-            got = store.get(offset, size)
-            if got is None or len(got) < size:
-                raise ChunkDecodeError(f"the granule ends before byte {offset + size}, where a recorded chunk ends")
-            return got
-
-        parts = []
-        for beam in beams:
-            start, stop = granule.segments[beam]
-            recorded = granule.chunks[beam]
-            values = {}
-            for name in names:
-                try:
-                    values[name] = values_in_range(recorded[name], start, stop, stored_bytes)
-                except ChunkDecodeError as exc:
-                    raise GranuleReadError(
-                        FailureKind.CORRUPT,
-                        f"{granule.id}: {config.dataset_path(beam, name)}: {exc}: the catalog's recorded "
-                        "chunks do not match the granule (rebuild the catalog)",
-                    ) from None
-            fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
-            cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
-            quality = values[config.quality.dataset] if config.quality else None
-            parts.append(
-                kept_points(
-                    cells,
-                    values[config.value],
-                    values[config.sigma],
-                    quality,
-                    config,
-                    recorded[config.value].fill,
-                    recorded[config.sigma].fill,
-                    values[config.time],
-                    recorded[config.time].fill,
-                )
-            )
-        return Points.concat(parts)
+        return recorded_points(granule.id, granule.segments, granule.chunks, store, shard, config, "the catalog")
 
 
 # =============================================================================================
@@ -125,7 +185,7 @@ def _kept(f: H5File, cfg: PipelineConfig, beam: str, cells: np.ndarray, values: 
     return kept_points(cells, values[cfg.value], values[cfg.sigma], quality, cfg, *fills, *time)
 
 
-class CatalogSegments:
+class CatalogSegments(NamedRead):
     """One round after the metadata: coordinates and values over the range the catalog recorded
     for each beam."""
 
@@ -152,7 +212,7 @@ class CatalogSegments:
         return Points.concat(parts)
 
 
-class LatitudeSearch:
+class LatitudeSearch(NamedRead):
     """Latitude searched chunk by chunk, longitude where latitude is in the band, values where the
     shard's points are.
 
@@ -236,16 +296,138 @@ class LatitudeSearch:
 
 
 # =============================================================================================
+# A granule index: built once per granule, read by every shard
+# =============================================================================================
+class IndexCache:
+    """Parsed granule indexes by location, the most recently used ``size`` of them: a worker
+    process reads many shards, each needing the indexes of the same granules. Thread-safe."""
+
+    def __init__(self, size: int = 1024):
+        self.size = size
+        self._held: OrderedDict[str, GranuleIndex] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, location: str, context: ReadContext) -> GranuleIndex | None:
+        """The index at ``location`` (read through ``context`` the first time); None if absent.
+        Raises as :func:`~shared.granules.index.read_index` does; absences are not remembered."""
+        with self._lock:
+            if location in self._held:
+                self._held.move_to_end(location)
+                return self._held[location]
+        index = read_index(location, context)
+        if index is not None:
+            with self._lock:
+                self._held[location] = index
+                while len(self._held) > self.size:
+                    self._held.popitem(last=False)
+        return index
+
+    def forget(self, location: str) -> None:
+        """Drop a cached index (found stale: a rebuilt one is read next time)."""
+        with self._lock:
+            self._held.pop(location, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+
+
+INDEXES = IndexCache()
+
+
+class IndexedChunks:
+    """The shard's points through the granule's index (``GranuleRef.index``): no HDF5 metadata,
+    no latitude search; one round fetches the chunks the index lists for the shard, decoded as
+    :class:`RecordedChunks` decodes them.
+
+    The index is trusted only while the granule is the file it describes: its size and ETag (or
+    a local file's mtime) come back with the chunk bytes (a ranged GET carries them; a local file
+    is fstat'ed), so checking costs no request. A granule with nothing to fetch (no point in the
+    shard, per the index) or with beams the index could not record as chunks (contiguous
+    datasets: read through the metadata over the index's ranges) is checked with one HEAD.
+    What cannot be trusted is never used: a stale, missing, unreadable or mismatched index makes
+    the read fall back to the latitude search, reported by name (``latitude_search (index
+    stale)``) and logged."""
+
+    name = "granule_index"
+
+    def read(self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
+        return self.read_named(granule, shard, config, context)[1]
+
+    def read_named(
+        self, granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext
+    ) -> tuple[str, Points]:
+        index, problem = self._index(granule, shard, config, context)
+        if index is None:
+            return self._fall_back(granule, shard, config, context, problem)
+        part = index.shard(shard.shard_key)
+        source = open_source(granule.location, context)
+        try:
+            if part.segments and part.fully_recorded:
+                try:
+                    store, version = fetch_ranges_versioned(source, recorded_ranges(part.segments, part.chunks, config))
+                except GranuleReadError as exc:  # a shorter granule ends before a chunk: replaced, or truncated?
+                    if exc.kind != FailureKind.CORRUPT or index.identity.matches(source.version()):
+                        raise
+                    store, version = None, None
+            else:
+                store, version = None, source.version()
+        finally:
+            source.close()
+        if version is None or not index.identity.matches(version):
+            INDEXES.forget(granule.index)
+            return self._fall_back(granule, shard, config, context, "stale")
+        if store is not None:
+            points = recorded_points(granule.id, part.segments, part.chunks, store, shard, config, "the granule index")
+            return self.name, points
+        if not part.segments:
+            return self.name, Points.empty()  # the index holds every point of the granule: none is here
+        by_segments = granule.model_copy(update={"segments": part.segments, "chunks": None})
+        return f"{CATALOG_SEGMENTS.name} (index without chunks)", CATALOG_SEGMENTS.read(
+            by_segments, shard, config, context
+        )
+
+    @staticmethod
+    def _index(
+        granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext
+    ) -> tuple[GranuleIndex | None, str]:
+        """The granule's index if it can serve this read, else None and why not."""
+        try:
+            index = INDEXES.get(granule.index, context.for_indexes())
+        except (GranuleIndexError, GranuleReadError) as exc:
+            log.warning("granule %s: index %s unreadable (%s)", granule.id, granule.index, exc)
+            return None, "unreadable"
+        if index is None:
+            return None, "missing"
+        if index.granule_id != granule.id or not index.serves(config, shard.grid):
+            log.warning("granule %s: index %s is of another granule, grid or dataset set", granule.id, granule.index)
+            return None, "unreadable"
+        return index, ""
+
+    @staticmethod
+    def _fall_back(
+        granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext, problem: str
+    ) -> tuple[str, Points]:
+        if problem != "unreadable":  # an unreadable one was logged with its error
+            log.warning("granule %s: index %s %s: searching latitude instead", granule.id, granule.index, problem)
+        plain = granule.model_copy(update={"segments": None, "chunks": None, "index": None})
+        return f"{LATITUDE_SEARCH.name} (index {problem})", LATITUDE_SEARCH.read(plain, shard, config, context)
+
+
+# =============================================================================================
 # The choice
 # =============================================================================================
+GRANULE_INDEX = IndexedChunks()
 RECORDED_CHUNKS = RecordedChunks()
 CATALOG_SEGMENTS = CatalogSegments()
 LATITUDE_SEARCH = LatitudeSearch()
-STRATEGIES: tuple[ReadStrategy, ...] = (RECORDED_CHUNKS, CATALOG_SEGMENTS, LATITUDE_SEARCH)
+STRATEGIES: tuple[ReadStrategy, ...] = (GRANULE_INDEX, RECORDED_CHUNKS, CATALOG_SEGMENTS, LATITUDE_SEARCH)
 
 
 def choose_strategy(granule: GranuleRef, config: PipelineConfig) -> ReadStrategy:
     """The one place that decides how a granule is read: from what its catalog entry holds."""
+    if granule.index:
+        return GRANULE_INDEX
     if has_recorded_chunks(granule, config):
         return RECORDED_CHUNKS
     if granule.segments is not None:
@@ -256,3 +438,10 @@ def choose_strategy(granule: GranuleRef, config: PipelineConfig) -> ReadStrategy
 def read_points(granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext) -> Points:
     """The shard's kept points in one granule, by the chosen strategy. Raises :class:`GranuleReadError`."""
     return choose_strategy(granule, config).read(granule, shard, config, context)
+
+
+def read_named(
+    granule: GranuleRef, shard: ShardGeometry, config: PipelineConfig, context: ReadContext
+) -> tuple[str, Points]:
+    """:func:`read_points`, and the name of what read them (what the worker counts per strategy)."""
+    return choose_strategy(granule, config).read_named(granule, shard, config, context)
