@@ -12,12 +12,14 @@ from pathlib import Path
 
 import boto3
 
+from producer.incremental import select_changed, with_identities
 from producer.indexes import with_indexes
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, parameter_name, parse_credentials, put_credentials
 from shared.deployed import load_stack
 from shared.errors import CredentialsError, InputError, RunError
+from shared.granules import ReadContext, S3RangeReader
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
 from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
@@ -29,6 +31,7 @@ from shared.settings import (
     StackOutputs,
 )
 from shared.windows import PlacedWindow, WindowSpec
+from shared.written import WrittenShards
 
 # Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
 PRICE_PER_GB_SECOND = 0.0000133334
@@ -285,6 +288,13 @@ def submit(args) -> int:
             raise InputError(f"run {run_id} already exists for another catalog; choose a new run id")
         run, shard_map = existing, load_run_catalog(s3, existing)
     else:
+        shard_map = with_identities(shard_map, keys, ReadContext(s3=S3RangeReader(read_creds.for_client())))
+        selection = select_changed(shard_map, keys, config, layout.windows, WrittenShards(stack.run_table, store))
+        print(selection.describe())
+        keys = selection.send
+        if not keys:
+            print(f"nothing to send: run {run_id} not created")
+            return 0
         shard_map, indexed, total = with_indexes(shard_map, stack.index_root)
         print(
             f"granule indexes: {indexed} of {total} granules have one"

@@ -85,6 +85,9 @@ class GranuleRef(BaseModel):
     segments: dict[str, tuple[int, int]] | None = None
     chunks: dict[str, dict[str, DatasetChunks]] | None = None  # beam -> dataset name -> its chunks
     index: str | None = None  # where the granule's index is (shared.granules.index): s3://... or a local path
+    # its identity when a run was submitted (size; S3 ETag or a local file's mtime): what content hashes cover
+    size: int | None = Field(default=None, ge=0)
+    etag: str | None = None
 
     @model_validator(mode="after")
     def _has_location(self) -> GranuleRef:

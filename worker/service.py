@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from shared.contenthash import code_version, shard_hashes
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter
 from shared.errors import CredentialsError, StoreError, StoreRefusedError
 from shared.granules import ReadContext, S3RangeReader, split_s3_url
@@ -30,10 +31,12 @@ from shared.results import FailureKind, ShardResult, ShardStatus, plural
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
 from shared.settings import WorkerSettings
 from shared.store import write_shard
+from shared.written import WrittenShards
 from worker.control import DeadlineReached, PoisonMessage
 from worker.shard import process_shard
 
 CREDENTIALS_CACHE_SECONDS = 300
+COMPLETE = (ShardStatus.SUCCEEDED, ShardStatus.EMPTY)  # every granule read: the windows are whole
 
 
 class Outcome(str, Enum):
@@ -209,6 +212,9 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
         log.info("shard already finished; redelivered message ignored", extra={"status": start.record.status})
         return Outcome.DONE
 
+    # Until this shard finishes complete, the store does not hold its windows whole.
+    written = WrittenShards(runs.table, message.store, runs.client)
+    written.forget(message.shard_key, [w.index for w in message.windows])
     try:
         granules = message.granules if message.granules is not None else _granule_list(services, message.granules_url)
         result = _process(message, granules, invocation)
@@ -229,6 +235,9 @@ def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:
     if FailureKind.TRANSIENT in kinds:
         first = next(f for f in result.granules_failed if f.kind == FailureKind.TRANSIENT)
         return invocation.retry(f"transient read errors, first: {first.reason}")
+    if result.status in COMPLETE:  # a later run into this store may skip it while its inputs stay the same
+        hashes = shard_hashes(granules, message.config, message.grid, list(message.windows), code_version())
+        written.record(message.shard_key, hashes, message.run_id)
     counted = runs.finish(message.run_id, result, invocation.holder)
     log.info(
         "shard finished",
