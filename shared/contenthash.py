@@ -15,9 +15,9 @@ import json
 from functools import cache
 from pathlib import Path
 
+from shared.catalog import GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
-from shared.catalog import GranuleRef
 from shared.windows import PlacedWindow, TimeWindow
 
 # The packages whose code decides a shard's statistics (reading, aggregating, writing).
