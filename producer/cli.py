@@ -158,6 +158,25 @@ def run_index(args: argparse.Namespace) -> int:
     return index(args)
 
 
+def open_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "open",
+        help="one level and time range of a store, as an xarray Dataset",
+        description="Print the windows and the Dataset of one level of a store (local path or s3://).",
+    )
+    p.add_argument("store", help="the Zarr store: a local path or s3://bucket/prefix.zarr")
+    p.add_argument("--level", type=int, help="HEALPix order, from the shard order to the child order (default: finest)")
+    p.add_argument("--start", help="first window start to include (YYYY-MM-DD)")
+    p.add_argument("--end", help="last window start to include (YYYY-MM-DD)")
+    p.set_defaults(func=run_open)
+
+
+def run_open(args: argparse.Namespace) -> int:
+    from producer.opening import run_open
+
+    return run_open(args)
+
+
 def status_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
@@ -240,6 +259,7 @@ SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "stack": stack_parser,
     "catalog": catalog_parser,
     "index": index_parser,
+    "open": open_parser,
     "status": status_parser,
     "redrive": redrive_parser,
     "resubmit": resubmit_parser,

@@ -1,9 +1,11 @@
 """``make demo``: the whole service on this machine, end to end, with no AWS account.
 
-Starts the embedded stack, generates a small seeded ATL06 data set, uploads it to the emulator's
-S3, builds the catalog, indexes its granules (the index queue), submits the run, works the shard
-queue with the local event-source-mapping runner, prints the run status, keeps a local copy of
-the output store, draws a map of h_mean over the Antarctic drainage basins and stops the stack.
+Starts the embedded stack, generates a small seeded ATL06 data set (the same tracks in two
+cycles, the margins thinning between them), uploads it to the emulator's S3 and, cycle by cycle,
+builds the catalog, indexes its granules (the index queue), submits the run into one store and
+works the shard queue with the local event-source-mapping runner; submits the last cycle again
+(nothing is sent: the store holds it), keeps a local copy of the store, draws a map of h_mean at
+order 12 and one of its change between the cycles at a coarse level, and stops the stack.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ DEFAULT_OUT = Path("demo-output")
 RUN_ID = "demo"
 SOURCE_BUCKET = "nsidc-demo-granules"
 SCALE_BAR_KM = 500
+GRANULES = 8  # per cycle: the same tracks flown again
+CYCLES = (14, 15)
+CHANGE_LEVEL = 9  # the change map's order: cells ~12 km wide, several tracks each
 
 
 def step(text: str) -> None:
@@ -56,9 +61,9 @@ def draw_scale_bar(ax, km: int = SCALE_BAR_KM) -> None:
     ax.annotate(f"{km} km", (left + km / 2, bottom), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
 
 
-def draw_map(ds, path: Path) -> int:
-    """Cells with data coloured by h_mean, in polar stereographic over the drainage basins, with a
-    scale bar. Returns how many cells were drawn."""
+def draw_cells(cell_ids, level: int, values, path: Path, label: str, title: str, cmap: str, symmetric: bool) -> int:
+    """Cells coloured by ``values`` in polar stereographic over the drainage basins, with a scale
+    bar. Returns how many cells were drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,11 +71,7 @@ def draw_map(ds, path: Path) -> int:
     import numpy as np
     from healpix_geo.nested import healpix_to_lonlat
 
-    count = ds["count"].values
-    filled = count > 0
-    cells = ds["cell_ids"].values[filled]
-    level = int(ds["cell_ids"].attrs["level"])
-    lon, lat = healpix_to_lonlat(cells, level, ellipsoid="WGS84")
+    lon, lat = healpix_to_lonlat(cell_ids, level, ellipsoid="WGS84")
     x, y = polar_stereographic(lat, lon)
     fig, ax = plt.subplots(figsize=(8, 8), dpi=110)
     for ring in (-60, -70, -80):
@@ -79,8 +80,20 @@ def draw_map(ds, path: Path) -> int:
         ax.plot(rx, ry, color="0.8", lw=0.6)
         ax.annotate(f"{ring}°", polar_stereographic(ring, 0.0), color="0.5", fontsize=8)
     draw_basins(ax)
-    points = ax.scatter(x, y, c=ds["h_mean"].values[filled], s=4, marker="s", cmap="viridis", linewidths=0, zorder=2)
-    fig.colorbar(points, ax=ax, shrink=0.7, label="h_mean (m above WGS84), order-12 HEALPix cells")
+    limit = float(np.nanmax(np.abs(values))) if symmetric and values.size else None
+    points = ax.scatter(
+        x,
+        y,
+        c=values,
+        s=min(4 * 4 ** (12 - level), 400),  # a marker about a cell wide
+        marker="s",
+        cmap=cmap,
+        vmin=-limit if limit else None,
+        vmax=limit,
+        linewidths=0,
+        zorder=2,
+    )
+    fig.colorbar(points, ax=ax, shrink=0.7, label=label)
     ax.set_aspect("equal")
     pad = 300
     ax.set_xlim(x.min() - pad, x.max() + pad)
@@ -88,10 +101,47 @@ def draw_map(ds, path: Path) -> int:
     draw_scale_bar(ax)
     ax.set_xlabel("x (km, polar stereographic)")
     ax.set_ylabel("y (km)")
-    ax.set_title(f"ICESat-2 ATL06 (synthetic) h_mean: {filled.sum():,} cells with data")
+    ax.set_title(title)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
-    return int(filled.sum())
+    return int(cell_ids.size)
+
+
+def draw_map(ds, path: Path) -> int:
+    """The latest window's h_mean at the finest level."""
+    latest = ds.isel(time=-1)
+    filled = latest["count"].values > 0
+    return draw_cells(
+        latest["cell_ids"].values[filled],
+        int(ds["cell_ids"].attrs["level"]),
+        latest["h_mean"].values[filled],
+        path,
+        "h_mean (m above WGS84)",
+        f"ICESat-2 ATL06 (synthetic) h_mean, {window_label(latest)}: {filled.sum():,} order-12 cells",
+        "viridis",
+        symmetric=False,
+    )
+
+
+def draw_change(ds, path: Path) -> int:
+    """The change of h_mean from the first window to the last, where both have data, at the level of ``ds``."""
+    first, last = ds.isel(time=0), ds.isel(time=-1)
+    both = (first["count"].values > 0) & (last["count"].values > 0)
+    level = int(ds["cell_ids"].attrs["level"])
+    return draw_cells(
+        ds["cell_ids"].values[both],
+        level,
+        (last["h_mean"].values - first["h_mean"].values)[both],
+        path,
+        f"h_mean change (m), {window_label(first)} to {window_label(last)}",
+        f"ICESat-2 ATL06 (synthetic) change of h_mean: {both.sum():,} order-{level} cells with data in both",
+        "RdBu",
+        symmetric=True,
+    )
+
+
+def window_label(window) -> str:
+    return f"cycle {int(window['cycle'])}" if "cycle" in window.coords else str(window["time"].values)[:10]
 
 
 def download_store(url: str, folder: Path) -> None:
@@ -150,17 +200,21 @@ def run_demo(out: Path, started: float) -> int:
     from worker.progress import Progress
     from worker.runner import read_mapping, run
 
-    step("generating a seeded synthetic ATL06 data set (8 granules crossing Antarctic shards)")
-    granules = generate(out / "granules", n_granules=8, n_segments=4000, spacing_m=250.0, seed=2024)
-    print(f"{len(granules)} granules in {out / 'granules'}")
+    step(
+        f"generating seeded synthetic ATL06 granules: the same {GRANULES} tracks in cycles {CYCLES[0]} and {CYCLES[1]}"
+    )
+    folders = {c: out / "granules" / f"cycle{c}" for c in CYCLES}
+    for cycle, folder in folders.items():  # the margins thin between the two cycles
+        generate(folder, n_granules=GRANULES, n_segments=4000, spacing_m=250.0, seed=2024, cycle=cycle)
+        print(f"cycle {cycle}: {GRANULES} granules in {folder}")
 
-    step(f"uploading them to the emulator's S3 (s3://{SOURCE_BUCKET}/ATL06/)")
-    source = upload_granules(granules, SOURCE_BUCKET)
-
-    step("building the catalog: python -m producer catalog --granules s3://.../ATL06/")
-    catalog = out / "catalog.json"
-    if producer(["catalog", "--granules", source, "--output", str(catalog)]):
-        return 1
+    catalogs = {}
+    for cycle, folder in folders.items():
+        step(f"uploading cycle {cycle} to the emulator's S3 and building its catalog: python -m producer catalog")
+        source = upload_granules(sorted(folder.glob("*.h5")), SOURCE_BUCKET, prefix=f"ATL06/cycle{cycle}/")
+        catalogs[cycle] = out / f"catalog-cycle{cycle}.json"
+        if producer(["catalog", "--granules", source, "--output", str(catalogs[cycle])]):
+            return 1
 
     creds = out / "emulator-credentials.json"
     # The emulator accepts any key; a real run gets NASA's from Earthdata login.
@@ -177,6 +231,8 @@ def run_demo(out: Path, started: float) -> int:
     outputs = load_stack()
     log_path = out / "worker.log"
     log_path.unlink(missing_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    store = f"s3://{outputs.output_bucket}/{outputs.output_prefix}{RUN_ID}-{stamp}.zarr"  # one store, both cycles
 
     def work(function_name: str) -> None:
         run(
@@ -187,43 +243,58 @@ def run_demo(out: Path, started: float) -> int:
             progress=Progress(sys.stdout),
         )
 
-    step("indexing the granules: python -m producer index --catalog catalog.json")
-    if producer(["index", "--catalog", str(catalog), "--credentials-file", str(creds)]):
+    def submit(cycle: int, run_id: str) -> int:
+        return producer(
+            ["--catalog", str(catalogs[cycle]), "--store", store, "--yes", "--credentials-file", str(creds)]
+            + ["--run-id", run_id]
+        )
+
+    run_ids = []
+    for cycle in CYCLES:
+        step(f"indexing cycle {cycle}'s granules: python -m producer index --catalog {catalogs[cycle].name}")
+        if producer(["index", "--catalog", str(catalogs[cycle]), "--credentials-file", str(creds)]):
+            return 1
+        step("working the index queue: python -m worker --local --queue indexes --until-empty")
+        work(outputs.index_function_name)
+        run_ids.append(f"{RUN_ID}-cycle{cycle}-{stamp}")
+        step(
+            f"submitting cycle {cycle} into the store: python -m producer --catalog {catalogs[cycle].name} --store ..."
+        )
+        if submit(cycle, run_ids[-1]):
+            return 1
+        step("working the shard queue: python -m worker --local --until-empty")
+        work(outputs.function_name)
+        step(f"run status: python -m producer status {run_ids[-1]}")
+        producer(["status", run_ids[-1]])
+
+    step(f"submitting cycle {CYCLES[-1]} again: the store holds it complete, nothing is sent")
+    if submit(CYCLES[-1], f"{RUN_ID}-again-{stamp}"):
         return 1
-    step("working the index queue: python -m worker --local --queue indexes --until-empty")
-    work(outputs.index_function_name)
 
-    step("submitting the run: python -m producer --catalog catalog.json --yes")
-    run_id = f"{RUN_ID}-{time.strftime('%Y%m%dT%H%M%S')}"
-    if producer(["--catalog", str(catalog), "--yes", "--credentials-file", str(creds), "--run-id", run_id]):
-        return 1
-
-    step("working the shard queue: python -m worker --local --until-empty")
-    work(outputs.function_name)
-
-    step(f"run status: python -m producer status {run_id}")
-    producer(["status", run_id])
-    from shared.grid import DEFAULT_GRID
     from shared.runstatus import RunStatusStore
-    from shared.store import level_group
 
-    record = RunStatusStore(outputs.run_table).get_run(run_id)
+    records = [RunStatusStore(outputs.run_table).get_run(r) for r in run_ids]
     local_store = out / "h_mean.zarr"
-    download_store(record.store, local_store)
-    ds = xr.open_zarr(local_store, group=level_group(DEFAULT_GRID.child_order)).isel(time=-1)  # the latest window
-    png = out / "h_mean.png"
-    drawn = draw_map(ds, png)
+    download_store(store, local_store)
+    step(f"python -m producer open {local_store} --level {CHANGE_LEVEL}")
+    producer(["open", str(local_store), "--level", str(CHANGE_LEVEL)])
+    png, change_png = out / "h_mean.png", out / "h_mean_change.png"
+    drawn = draw_map(xr.open_zarr(local_store, group="12"), png)
+    changed = draw_change(xr.open_zarr(local_store, group=str(CHANGE_LEVEL)), change_png)
     step("done")
-    print(f"map of h_mean ({drawn:,} cells with data): {png.resolve()}")
-    print(f"store: {record.store}, copied to {local_store} (the emulator's copy is gone when it stops)")
+    print(f"map of h_mean, order 12, cycle {CYCLES[-1]} ({drawn:,} cells with data): {png.resolve()}")
     print(
-        "open it with xarray and xdggs:\n"
+        f"map of its change since cycle {CYCLES[0]}, order {CHANGE_LEVEL} ({changed:,} cells): {change_png.resolve()}"
+    )
+    print(f"store: {store}, copied to {local_store} (the emulator's copy is gone when it stops)")
+    print(
+        "open it with xarray and xdggs (or python -m producer open STORE --level N):\n"
         "    import xarray as xr, xdggs\n"
         f'    ds = xdggs.decode(xr.open_zarr("{local_store}", group="12"))  # or "11" .. "6"\n'
-        '    ds["h_mean"].isel(time=-1).where(ds["count"].isel(time=-1) > 0).dropna("cells")'
+        '    ds["h_mean"].sel(time=slice("2022-01-01", "2022-12-31")).where(ds["count"] > 0)'
     )
     print(f"total time {time.monotonic() - started:.0f} s")
-    bad = record.counts.get("FAILED", 0) + record.counts.get("PARTIAL", 0)
+    bad = sum(r.counts.get("FAILED", 0) + r.counts.get("PARTIAL", 0) for r in records)
     return 1 if bad else 0
 
 

@@ -22,7 +22,7 @@ from shared.errors import CredentialsError, InputError, RunError
 from shared.granules import ReadContext, S3RangeReader
 from shared.messages import GranuleList, ShardMessage
 from shared.results import ShardStatus
-from shared.runstatus import RunRecord, RunStatusStore, ShardRecord
+from shared.runstatus import RunKind, RunRecord, RunStatusStore, ShardRecord
 from shared.settings import (
     INLINE_GRANULES_MAX_BYTES,
     RUN_FILES_PREFIX,
@@ -209,6 +209,8 @@ def seconds_per_shard(given: float | None, runs: RunStatusStore) -> tuple[float,
     if given is not None:
         return given, "given with --seconds-per-shard"
     for run in runs.recent_runs(RECENT_RUNS_FOR_ESTIMATE):
+        if run.kind is not RunKind.SHARDS:  # an index run's items are granules, not shards
+            continue
         finished = sum(run.counts.values())
         if finished and run.compute_seconds > 0:
             return run.compute_seconds / finished, f"measured: mean of run {run.run_id}'s {finished} finished shards"

@@ -87,7 +87,7 @@ def test_cost_estimate():
 def test_the_estimate_uses_measured_seconds_and_says_where_they_come_from():
     from producer.submit import ASSUMED_SECONDS_PER_SHARD, seconds_per_shard
     from shared.results import ShardStatus
-    from shared.runstatus import RunRecord
+    from shared.runstatus import RunKind, RunRecord
 
     class Runs:
         def __init__(self, records):
@@ -113,6 +113,8 @@ def test_the_estimate_uses_measured_seconds_and_says_where_they_come_from():
     fresh = run("fresh", {}, 0.0)
     done = run("done", {ShardStatus.SUCCEEDED: 8, ShardStatus.EMPTY: 2}, 250.0)
     assert seconds_per_shard(None, Runs([fresh, done])) == (25.0, "measured: mean of run done's 10 finished shards")
+    indexes = run("indexes", {ShardStatus.SUCCEEDED: 10}, 20.0).model_copy(update={"kind": RunKind.INDEXES})
+    assert seconds_per_shard(None, Runs([indexes, done]))[0] == 25.0  # an index run's granules are not shards
     assert seconds_per_shard(90.0, Runs([done]))[0] == 90.0
     seconds, source = seconds_per_shard(None, Runs([fresh]))
     assert seconds == ASSUMED_SECONDS_PER_SHARD and source.startswith("assumed")

@@ -34,9 +34,10 @@ STATE_DIR = Path(os.environ.get(ENV_STATE_DIR) or PROJECT_ROOT / ".stack")
 CODE_BUCKET = "embedded-stack-code"
 REGION = "us-west-2"
 # A small stack for one machine: two workers, a 300 s function timeout (1,800 s visibility).
-EMBEDDED_PARAMETERS = {
+EMBEDDED_PARAMETERS = {  # concurrency: the local runner starts that many worker processes, on this machine
     "ReservedConcurrency": 2,
     "MaximumConcurrency": 2,
+    "IndexConcurrency": 2,
     "WorkerTimeout": 300,
     "WorkerMemorySize": 2048,
 }

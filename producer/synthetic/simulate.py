@@ -31,7 +31,7 @@ from producer.synthetic.orbit import (
     vertex_time_s,
     wrap_lon,
 )
-from producer.synthetic.surface import ice_surface, measure_beam
+from producer.synthetic.surface import ice_surface, measure_beam, surface_change
 from shared.mission import BEAMS, RGT_COUNT
 
 __all__ = ["SimulatedGranule", "check_through", "granule_name", "simulate_granule"]
@@ -122,12 +122,12 @@ def simulate_granule(
 
     along = first + spacing_m * np.arange(n_segments)
     lat, lon = ground_track(vertex_lon, along, beam_offsets_m(centre))
-    h_true = ice_surface(lat, lon)
 
     t_vertex = vertex_time_s(rgt, cycle)
     # Keep the orbit's timing within the granule; ``start`` only moves its origin.
     shift = 0.0 if start is None else atlas_seconds(start) - (t_vertex + first / GROUND_SPEED_M_S)
     delta_time = t_vertex + shift + along / GROUND_SPEED_M_S
+    h_true = ice_surface(lat, lon) + surface_change(lat, lon, delta_time)
     segment_id = np.rint((VERTEX_FRACTION * CIRCUMFERENCE_M + along) / SEGMENT_STEP_M).astype(np.int32)
 
     beams = {}

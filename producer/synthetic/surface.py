@@ -10,12 +10,16 @@ import numpy as np
 from producer.synthetic.attributes import FILL_F32
 from producer.synthetic.orbit import EARTH_RADIUS_M
 
-__all__ = ["fill_runs", "ice_surface", "measure_beam"]
+__all__ = ["fill_runs", "ice_surface", "measure_beam", "surface_change"]
 
 DOME_LAT_DEG, DOME_LON_DEG = -84.0, 60.0  # summit off the pole, like Dome A
 DOME_HEIGHT_M = 3500.0
 DOME_RADIUS_DEG = 26.0
 SHELF_HEIGHT_M = 50.0  # floating ice shelves stand ~50 m above the ellipsoid
+# The margins thin, the interior holds (m a year at the dome's edge, growing as r**4 towards it), so
+# that repeat passes of later cycles see a change: what a map of two cycles is for.
+MARGIN_THINNING_M_PER_YEAR = 3.0
+SECONDS_PER_YEAR = 365.25 * 86400.0
 # (unit direction in the equatorial plane, wavelength km, amplitude m): waves fixed on the Earth,
 # so repeat passes and crossing tracks see the same surface.
 UNDULATIONS = (
@@ -30,12 +34,23 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
 
 
-def ice_surface(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """A smooth Antarctic-like ice surface height (m above the ellipsoid)."""
+def _dome_radius(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Distance from the dome's summit as a fraction of its radius, 0..1 (1 beyond the dome)."""
     x, y, z = _unit_vectors(lat, lon)
     dx, dy, dz = _unit_vectors(np.float64(DOME_LAT_DEG), np.float64(DOME_LON_DEG))
     dist = np.degrees(np.arccos(np.clip(x * dx + y * dy + z * dz, -1.0, 1.0)))
-    r = np.clip(dist / DOME_RADIUS_DEG, 0.0, 1.0)
+    return np.clip(dist / DOME_RADIUS_DEG, 0.0, 1.0)
+
+
+def surface_change(lat: np.ndarray, lon: np.ndarray, delta_time: np.ndarray) -> np.ndarray:
+    """Height change since the ATLAS epoch (m) at ``delta_time`` (s): thinning margins."""
+    return -MARGIN_THINNING_M_PER_YEAR * _dome_radius(lat, lon) ** 4 * (delta_time / SECONDS_PER_YEAR)
+
+
+def ice_surface(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A smooth Antarctic-like ice surface height (m above the ellipsoid) at the ATLAS epoch."""
+    x, y, z = _unit_vectors(lat, lon)
+    r = _dome_radius(lat, lon)
     # Vialov's steady-state profile: flat interior, steep margins, as real ice sheets have.
     dome = DOME_HEIGHT_M * (1.0 - r ** (4.0 / 3.0)) ** (3.0 / 8.0)
     radius_km = EARTH_RADIUS_M / 1000.0
