@@ -23,7 +23,7 @@ SOURCE_BUCKET = "nsidc-demo-granules"
 SCALE_BAR_KM = 500
 GRANULES = 8  # per cycle: the same tracks flown again
 CYCLES = (14, 15)
-CHANGE_LEVEL = 9  # the change map's order: cells ~12 km wide, several tracks each
+CHANGE_LEVEL = 8  # the change map's order: cells ~25 km wide, averaging many points of each pass
 
 
 def step(text: str) -> None:
@@ -80,15 +80,16 @@ def draw_cells(cell_ids, level: int, values, path: Path, label: str, title: str,
         ax.plot(rx, ry, color="0.8", lw=0.6)
         ax.annotate(f"{ring}°", polar_stereographic(ring, 0.0), color="0.5", fontsize=8)
     draw_basins(ax)
-    limit = float(np.nanmax(np.abs(values))) if symmetric and values.size else None
+    # a change map's colours span most cells' changes, not the few largest (cells sampled unevenly)
+    limit = float(np.nanpercentile(np.abs(values), 90)) if symmetric and values.size else None
     points = ax.scatter(
         x,
         y,
         c=values,
-        s=min(4 * 4 ** (12 - level), 400),  # a marker about a cell wide
+        s=4 if level >= 11 else 20,  # markers a few pixels wide: cells are ~1.4 km at order 12, ~25 km at 8
         marker="s",
         cmap=cmap,
-        vmin=-limit if limit else None,
+        vmin=-limit if limit else None,  # values beyond the limit take its colour
         vmax=limit,
         linewidths=0,
         zorder=2,

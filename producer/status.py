@@ -15,6 +15,7 @@ from shared.deployed import load_stack
 from shared.errors import InputError, outcome_code
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunKind, RunRecord, RunStatusStore, ShardRecord
+from shared.windows import PlacedWindow
 
 PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
@@ -45,6 +46,8 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
     return {
         "run_id": run.run_id,
         "kind": run.kind.value,
+        # every shard message writes all of its run's windows: a window's progress is the run's
+        "windows": [PlacedWindow.model_validate(w).label for w in run.windows],
         "created_at": run.created_at,
         "store": run.store,
         "shards": run.shards,
@@ -85,6 +88,7 @@ def format_report(report: dict) -> str:
     item = ITEM_NOUN[RunKind(report["kind"])]
     lines = [
         f"run {report['run_id']} (created {report['created_at']}) -> {report['store']}",
+        *([f"windows (each shard writes all of them): {'; '.join(report['windows'])}"] if report["windows"] else []),
         f"{progress_bar(report)}  {counts}",
         f"observations {report['observations']:,}; {'took' if report['finished'] else 'elapsed'} "
         f"{report['elapsed_s']:.0f} s; "

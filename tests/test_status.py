@@ -59,3 +59,17 @@ def test_pending_and_running_shards_are_not_finished():
     report = run_report(Runs([ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.EMPTY, ShardStatus.FAILED]), "r")
     assert not report["finished"]
     assert progress_bar(report, width=8) == "[####....] 2/4"
+
+
+def test_the_report_names_the_run_windows():
+    from producer.status import format_report
+    from shared.windows import cycle_window
+
+    runs = Runs([ShardStatus.SUCCEEDED])
+    windows = [cycle_window(c) for c in (14, 15)]
+    runs.run = runs.run.model_copy(
+        update={"windows": [{**w.model_dump(mode="json"), "index": i} for i, w in enumerate(windows)]}
+    )
+    report = run_report(runs, "r")
+    assert report["windows"] == [w.label for w in windows]
+    assert f"windows (each shard writes all of them): {windows[0].label}; {windows[1].label}" in format_report(report)
