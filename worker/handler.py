@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -48,15 +50,25 @@ def count_reads(result: ShardResult) -> None:
         )
 
 
-def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
-    receive_count = int(record.attributes.approximate_receive_count or 1)
-    time_left = (
-        (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else (lambda: float("inf"))
-    )
-    outcome = handle(record.body, receive_count, services(), time_left, logger, on_result=count_reads)
-    metrics.add_metric(name=f"Shards{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
-    if outcome is Outcome.RETRY:
-        raise RetryLater(f"shard message {record.message_id} will be retried")
+def record_handler_of(handle_body: Callable[..., Outcome], what: str) -> Callable[..., None]:
+    """The record handler of one queue: ``handle_body(body, receive_count, services, time_left, log)``
+    handles a message; its outcome is counted as metric ``<what>Done`` (``...Retry``,
+    ``...DeadLettered``) and a retry is reported as the record's failure."""
+
+    def record_handler(record: SQSRecord, lambda_context: Any = None) -> None:
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        time_left = (
+            (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else (lambda: float("inf"))
+        )
+        outcome = handle_body(record.body, receive_count, services(), time_left, logger)
+        metrics.add_metric(name=f"{what}{outcome.value.title().replace('_', '')}", unit=MetricUnit.Count, value=1)
+        if outcome is Outcome.RETRY:
+            raise RetryLater(f"message {record.message_id} will be retried")
+
+    return record_handler
+
+
+record_handler = record_handler_of(functools.partial(handle, on_result=count_reads), "Shards")
 
 
 @logger.inject_lambda_context(clear_state=True)

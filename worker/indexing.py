@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from shared.errors import CredentialsError
@@ -39,16 +38,7 @@ def handle_index(
         return invocation.give_up(
             f"invalid index message: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
         )
-    log.append_keys(run_id=message.run_id, granule=message.granule.id)
-    try:
-        return _build(message, invocation)
-    except (ClientError, BotoCoreError) as exc:
-        return invocation.retry(f"AWS error: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # a bug must still leave a trace on the granule's record
-        log.exception("unexpected error")
-        return invocation.retry(f"unexpected {type(exc).__name__}: {exc}")
-    finally:
-        log.remove_keys(["run_id", "granule"])
+    return invocation.guarded(lambda: _build(message, invocation), run_id=message.run_id, granule=message.granule.id)
 
 
 def _build(message: IndexMessage, invocation: Invocation) -> Outcome:

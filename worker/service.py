@@ -139,6 +139,20 @@ class Invocation:
         ids = {"run_id": self.run_id or "", "shard_key": "" if self.shard_key is None else str(self.shard_key)}
         return dead_letter(self.services, self.body, reason, {**ids, RECORDED: recorded})
 
+    def guarded(self, step: Callable[[], Outcome], **log_keys: str) -> Outcome:
+        """``step``'s outcome, with ``log_keys`` on every log line meanwhile. AWS errors (the run
+        table, the queue) are worth retrying; a bug must still leave a trace on the record."""
+        self.log.append_keys(**log_keys)
+        try:
+            return step()
+        except (ClientError, BotoCoreError) as exc:
+            return self.retry(f"AWS error: {type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self.log.exception("unexpected error")
+            return self.retry(f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            self.log.remove_keys(list(log_keys))
+
     def retry(self, reason: str) -> Outcome:
         """Leave the message for redelivery; on the queue's last receive, give up instead."""
         if self.receive_count >= self.services.settings.max_receive_count:
@@ -175,16 +189,9 @@ def handle(
             f"invalid shard message: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
         )
 
-    log.append_keys(run_id=message.run_id, shard_key=str(message.shard_key))
-    try:
-        return _handle_valid(message, invocation)
-    except (ClientError, BotoCoreError) as exc:  # the run table or the queue itself: worth retrying
-        return invocation.retry(f"AWS error: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # a bug must still leave a trace on the shard record
-        log.exception("unexpected error")
-        return invocation.retry(f"unexpected {type(exc).__name__}: {exc}")
-    finally:
-        log.remove_keys(["run_id", "shard_key"])
+    return invocation.guarded(
+        lambda: _handle_valid(message, invocation), run_id=message.run_id, shard_key=str(message.shard_key)
+    )
 
 
 def _handle_valid(message: ShardMessage, invocation: Invocation) -> Outcome:

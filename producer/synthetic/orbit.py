@@ -7,11 +7,10 @@ each RGT is anchored on a real granule and the period is fitted on another.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shared.mission import ATLAS_EPOCH, CYCLE_DAYS, INCLINATION_DEG, RGT_COUNT
+from shared.mission import CYCLE_DAYS, INCLINATION_DEG, RGT_COUNT
 
 __all__ = [
     "ANTARCTIC_LAT_DEG",
@@ -26,8 +25,6 @@ __all__ = [
     "VERTEX_FRACTION",
     "VERTEX_LAT_DEG",
     "arc_from_vertex_m",
-    "atlas_seconds",
-    "atlas_utc",
     "beam_offsets_m",
     "ground_track",
     "node_lon_deg",
@@ -170,16 +167,3 @@ def place_through(at: float, length: float, rng: np.random.Generator) -> float:
     if lo_in <= hi_in:
         lo, hi = lo_in, hi_in
     return float(rng.uniform(lo, hi))
-
-
-def atlas_seconds(moment: datetime) -> float:
-    """Seconds since the ATLAS epoch of a moment (naive moments are UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - ATLAS_EPOCH).total_seconds()
-
-
-def atlas_utc(seconds: float) -> datetime:
-    """The UTC moment of a delta_time."""
-    # delta_time counts GPS seconds; no leap second has been added since the ATLAS epoch.
-    return ATLAS_EPOCH + timedelta(seconds=float(seconds))

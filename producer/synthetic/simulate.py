@@ -20,8 +20,6 @@ from producer.synthetic.orbit import (
     VERTEX_FRACTION,
     VERTEX_LAT_DEG,
     arc_from_vertex_m,
-    atlas_seconds,
-    atlas_utc,
     beam_offsets_m,
     ground_track,
     place_through,
@@ -33,6 +31,7 @@ from producer.synthetic.orbit import (
 )
 from producer.synthetic.surface import ice_surface, measure_beam, surface_change
 from shared.mission import BEAMS, RGT_COUNT
+from shared.windows import atlas_moment, atlas_seconds
 
 __all__ = ["SimulatedGranule", "check_through", "granule_name", "simulate_granule"]
 
@@ -148,8 +147,8 @@ def simulate_granule(
         cycle=cycle,
         region=region,
         seed=seed,
-        start=atlas_utc(delta_time[0]),
-        end=atlas_utc(delta_time[-1]),
+        start=atlas_moment(delta_time[0]),
+        end=atlas_moment(delta_time[-1]),
         node_lon=node_lon,
         node_time=t_vertex + shift - VERTEX_FRACTION * ORBIT_PERIOD_S,
         beams=beams,
