@@ -9,13 +9,12 @@ from datetime import UTC, datetime
 
 import boto3
 
-from producer.submit import PRICE_PER_GB_SECOND, PRICE_PER_REQUEST
+from producer.prices import lambda_cost
 from shared.deadletters import DeadLetter, release, sweep
 from shared.deployed import load_stack
 from shared.errors import InputError, outcome_code
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunKind, RunRecord, RunStatusStore, ShardRecord
-from shared.windows import PlacedWindow
 
 PEEK_HOLD_SECONDS = 30  # messages stay hidden at most this long if status dies mid-peek
 PROBLEMS = (ShardStatus.FAILED, ShardStatus.PARTIAL)
@@ -47,7 +46,7 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
         "run_id": run.run_id,
         "kind": run.kind.value,
         # every shard message writes all of its run's windows: a window's progress is the run's
-        "windows": [PlacedWindow.model_validate(w).label for w in run.windows],
+        "windows": window_labels(run.windows),
         "created_at": run.created_at,
         "store": run.store,
         "shards": run.shards,
@@ -56,14 +55,20 @@ def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter]
         "elapsed_s": round((end - created).total_seconds(), 1),
         "finished": done,
         "compute_seconds": round(seconds, 1),
-        "estimated_cost_usd": round(
-            seconds * run.memory_mb / 1024 * PRICE_PER_GB_SECOND + run.shards * PRICE_PER_REQUEST, 4
-        ),
+        "estimated_cost_usd": round(lambda_cost(seconds, run.memory_mb, run.shards), 4),
         "problems": [_problem(s) for st in PROBLEMS for s in runs.shards(run_id, st)],
         "dead_lettered": [
             {"shard_key": d.shard_key, "reason": d.reason, "recorded": d.shard_key not in stuck} for d in dead
         ],
     }
+
+
+def window_labels(windows: list[dict]) -> list[str]:
+    if not windows:
+        return []
+    from shared.windows import PlacedWindow  # numpy: only for a run that has windows
+
+    return [PlacedWindow.model_validate(w).label for w in windows]
 
 
 def _problem(shard: ShardRecord) -> dict:

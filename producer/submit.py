@@ -14,6 +14,7 @@ import boto3
 
 from producer.incremental import select_changed, with_identities
 from producer.indexes import with_indexes
+from producer.prices import lambda_cost
 from shared.catalog import ShardMap, load_catalog
 from shared.config import PipelineConfig, load_config
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, parameter_name, parse_credentials, put_credentials
@@ -33,9 +34,6 @@ from shared.settings import (
 from shared.windows import PlacedWindow, WindowSpec
 from shared.written import WrittenShards
 
-# Lambda arm64 price per GB-second and per request (us-west-2), for the estimate printed before a run.
-PRICE_PER_GB_SECOND = 0.0000133334
-PRICE_PER_REQUEST = 0.20 / 1_000_000
 SEND_ATTEMPTS = 6
 
 
@@ -51,9 +49,7 @@ class Plan:
 
     @property
     def cost(self) -> float:
-        return len(self.keys) * (
-            self.seconds_per_shard * self.memory_mb / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST
-        )
+        return lambda_cost(len(self.keys) * self.seconds_per_shard, self.memory_mb, len(self.keys))
 
     def describe(self) -> str:
         return (

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.messages import FAILURE_REASON, RECORDED, peek_ids
+from shared.envelope import FAILURE_REASON, RECORDED, peek_ids
 
 # How long a sweep keeps messages hidden. Long enough to move a whole DLQ by hand; if a sweep
 # dies, its messages come back after this on their own.

@@ -7,7 +7,6 @@ Both name the SSM parameter holding the read credentials, never the credentials 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,10 +15,6 @@ from shared.catalog import UINT64_MAX, GranuleRef
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
 from shared.windows import PlacedWindow
-
-# Message attributes of a dead-lettered message: why, and whether its shard record says FAILED.
-FAILURE_REASON = "failure_reason"
-RECORDED = "shard_record_failed"
 
 
 class ShardMessage(BaseModel):
@@ -82,28 +77,6 @@ class IndexMessage(BaseModel):
 
     def digest(self) -> str:
         return hashlib.sha256(self.body().encode()).hexdigest()
-
-
-# The key of a run's item in either kind of message.
-ITEM_KEYS = ("shard_key", "granule_key")
-
-
-def peek_ids(body: str) -> tuple[str | None, int | None]:
-    """Run id and item key (shard or granule) of a message body that may not validate, each
-    where it can be read."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    run_id = str(doc["run_id"]) if "run_id" in doc else None
-    key = next((doc[name] for name in ITEM_KEYS if name in doc), None)
-    try:
-        item_key = int(key) if key is not None else None
-    except (TypeError, ValueError):
-        item_key = None
-    return run_id, item_key
 
 
 class GranuleList(BaseModel):

@@ -22,9 +22,9 @@ import pytest
 import xarray as xr
 
 from producer.cli import main as producer_main
+from shared.envelope import FAILURE_REASON
 from shared.granules.index import index_location, read_index
 from shared.granules.io import ReadContext, S3RangeReader
-from shared.messages import FAILURE_REASON
 from shared.results import FINISHED, ShardStatus
 from shared.runstatus import RunKind
 from shared.store import open_store

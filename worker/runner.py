@@ -34,8 +34,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError, EndpointConnectionError
 from pydantic import BaseModel
 
+from shared.envelope import peek_ids
 from shared.errors import RunError, StackError
-from shared.messages import peek_ids
 from shared.runstatus import RunStatusStore
 from shared.settings import WorkerSettings
 from worker.progress import Progress, Tally, summary_lines

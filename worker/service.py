@@ -22,10 +22,11 @@ from pydantic import ValidationError
 
 from shared.contenthash import code_version, shard_hashes
 from shared.credentials import EXPIRY_MARGIN_MINUTES, S3Credentials, read_parameter
+from shared.envelope import FAILURE_REASON, RECORDED, peek_ids
 from shared.errors import CredentialsError, StoreError, StoreRefusedError
 from shared.granules import ReadContext, S3RangeReader, split_s3_url
 from shared.grid import DEFAULT_GRID
-from shared.messages import FAILURE_REASON, RECORDED, GranuleList, ShardMessage, peek_ids
+from shared.messages import GranuleList, ShardMessage
 from shared.redaction import redact
 from shared.results import FailureKind, ShardResult, ShardStatus, plural
 from shared.runstatus import RunStatusStore, ShardRecord, StartOutcome
