@@ -555,3 +555,52 @@ def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
         )
     assert got == [("small", 2)]
     assert casts[0] < 100, f"{casts[0]} values cast to answer an index query of 1 item in a table of 3,005"
+
+
+def test_a_range_condition_casts_no_value_of_the_partition_items_it_does_not_answer(monkeypatch):
+    """A run's counter items (``begins_with(sk, "COUNT#")``) share the run's partition with its shard
+    items: moto sorted and cast every one of them to answer."""
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
+    casts = [0]
+    stock_cast = DynamoType.cast_value
+
+    def counting_cast(self):
+        casts[0] += 1
+        return stock_cast.fget(self)
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-west-2")
+        ddb.create_table(
+            TableName="runs",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk")],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        keys = [f"SHARD#{i:020d}" for i in range(3000)] + [f"COUNT#{i:02d}" for i in (3, 1, 2)] + ["RUN"]
+        for start in range(0, len(keys), 25):
+            ddb.batch_write_item(
+                RequestItems={
+                    "runs": [
+                        {"PutRequest": {"Item": {"pk": {"S": "RUN#r"}, "sk": {"S": k}}}}
+                        for k in keys[start : start + 25]
+                    ]
+                }
+            )
+        monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
+        got = ddb.query(
+            TableName="runs",
+            KeyConditionExpression="pk = :p AND begins_with(sk, :c)",
+            ExpressionAttributeValues={":p": {"S": "RUN#r"}, ":c": {"S": "COUNT#"}},
+        )["Items"]
+        between = ddb.query(
+            TableName="runs",
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={":p": {"S": "RUN#r"}, ":a": {"S": "COUNT#02"}, ":b": {"S": "RUN"}},
+            ScanIndexForward=False,
+        )["Items"]
+    assert [i["sk"]["S"] for i in got] == ["COUNT#01", "COUNT#02", "COUNT#03"]
+    assert [i["sk"]["S"] for i in between] == ["RUN", "COUNT#03", "COUNT#02"]
+    assert casts[0] < 200, f"{casts[0]} values cast to answer two queries of 3 items in a partition of 3,004"

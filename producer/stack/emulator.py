@@ -354,13 +354,17 @@ def _dynamodb_query_reads_one_partition() -> bool:
     """
     import inspect
 
+    from moto.dynamodb.comparisons import get_comparison_func
     from moto.dynamodb.models.table import Table
 
     query, all_items = Table.query, Table.all_items
     if getattr(query, "one_partition", False):  # applied already
         return True
     signature = inspect.signature(query)
-    if not {"hash_key", "index_name", "hash_key_conditions"} <= signature.parameters.keys():
+    if (
+        not {"hash_key", "range_comparison", "range_objs", "index_name", "hash_key_conditions"}
+        <= signature.parameters.keys()
+    ):
         return False
 
     def holds(item: Any, conditions: list) -> bool:
@@ -374,13 +378,26 @@ def _dynamodb_query_reads_one_partition() -> bool:
                 return False
         return True
 
+    def within_range(items: list) -> list:
+        """A partition's items that meet the query's range condition, sorted by range key: on string
+        keys compared as stored (moto's comparison functions, without casting every value)."""
+        comparison, bounds = getattr(_query_partition, "range", (None, []))
+        if not all(getattr(item.range_key, "type", None) == "S" for item in items) or not all(
+            b.type == "S" for b in bounds
+        ):
+            return sorted(items, key=lambda item: item.range_key)
+        if comparison:
+            meets = get_comparison_func(comparison)
+            items = [item for item in items if meets(item.range_key.value, *(b.value for b in bounds))]
+        return sorted(items, key=lambda item: item.range_key.value)
+
     def partition_items(self: Any) -> list:
         key = getattr(_query_partition, "key", None)
         conditions = getattr(_query_partition, "conditions", None)
         if not self.range_key_attr or (key is None and not conditions):  # not within a query; a table kept item by item
             return all_items(self)
         if key is not None:
-            return sorted(self.items.get(key, {}).values(), key=lambda item: item.range_key)
+            return within_range(list(self.items.get(key, {}).values()))
         return [item for partition in self.items.values() for item in partition.values() if holds(item, conditions)]
 
     @functools.wraps(query)
@@ -388,11 +405,14 @@ def _dynamodb_query_reads_one_partition() -> bool:
         called = signature.bind(*args, **kwargs).arguments
         on_index = bool(called.get("index_name"))
         _query_partition.key = None if on_index else called["hash_key"]
+        comparison = None if on_index else called.get("range_comparison")
+        _query_partition.range = (comparison, list(called.get("range_objs") or [])) if comparison else (None, [])
         _query_partition.conditions = list(called.get("hash_key_conditions") or []) if on_index else None
         try:
             return query(*args, **kwargs)
         finally:
             _query_partition.key = _query_partition.conditions = None
+            _query_partition.range = (None, [])
 
     one_partition_query.one_partition = True  # type: ignore[attr-defined]
     Table.query = one_partition_query
