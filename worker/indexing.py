@@ -19,10 +19,10 @@ from shared.granules import GranuleReadError, ReadContext, S3RangeReader
 from shared.granules.index import build_index, write_index
 from shared.grid import DEFAULT_GRID
 from shared.messages import IndexMessage
-from shared.results import FailureKind, ShardResult, ShardStatus, plural
+from shared.results import FailureKind, ShardResult, ShardStatus
 from shared.runstatus import StartOutcome
 from worker.control import PoisonMessage
-from worker.service import Invocation, Outcome, Services
+from worker.service import Invocation, Outcome, Services, invalid
 
 
 def handle_index(
@@ -33,11 +33,7 @@ def handle_index(
     try:
         message = IndexMessage.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) + ": " if first["loc"] else ""
-        return invocation.give_up(
-            f"invalid index message: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
-        )
+        return invocation.give_up(invalid("index message", exc))
     return invocation.guarded(lambda: _build(message, invocation), run_id=message.run_id, granule=message.granule.id)
 
 

@@ -102,6 +102,13 @@ def dead_letter(services: Services, body: str, reason: str, attributes: dict[str
     return Outcome.DEAD_LETTERED
 
 
+def invalid(what: str, exc: ValidationError) -> str:
+    """Why a message body is refused: how many errors, and the first with where it is."""
+    first = exc.errors()[0]
+    where = ".".join(map(str, first["loc"])) + ": " if first["loc"] else ""
+    return f"invalid {what}: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
+
+
 class Invocation:
     """One message's handling: it holds the shard from a successful start until it ends it."""
 
@@ -184,11 +191,7 @@ def handle(
     try:
         message = ShardMessage.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) + ": " if first["loc"] else ""
-        return invocation.give_up(
-            f"invalid shard message: {plural(exc.error_count(), 'error')}, first: {where}{first['msg']}"
-        )
+        return invocation.give_up(invalid("shard message", exc))
 
     return invocation.guarded(
         lambda: _handle_valid(message, invocation), run_id=message.run_id, shard_key=str(message.shard_key)
