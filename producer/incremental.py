@@ -9,7 +9,6 @@ a shard whose every window matches is skipped.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,12 +42,9 @@ def with_identities(shard_map: ShardMap, keys: list[int], context: ReadContext) 
 
     with ThreadPoolExecutor(LOOKUPS_IN_FLIGHT) as pool:
         found = dict(zip(granules, pool.map(identity, granules.values())))
-    doc = json.loads(shard_map.model_dump_json(exclude_none=True))
-    for key in keys:
-        for ref in doc["shards"][str(key)]:
-            if (seen := found[ref["id"]]) is not None:
-                ref["size"], ref["etag"] = seen
-    return ShardMap.model_validate(doc)
+    return shard_map.with_granule_fields(
+        {gid: {"size": seen[0], "etag": seen[1]} for gid, seen in found.items() if seen is not None}
+    )
 
 
 @dataclass

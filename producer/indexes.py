@@ -17,7 +17,6 @@ For the fast path on every granule, index first, watch the index run finish, the
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import Enum
@@ -177,8 +176,8 @@ def store_granule_list(s3, stack: StackOutputs, run_id: str, listing: str) -> st
     return f"s3://{stack.output_bucket}/{key}"
 
 
-def indexed_ids(root: str) -> set[str]:
-    """The granule ids with an index under ``root`` (an s3:// prefix), from one listing."""
+def index_keys(root: str) -> set[str]:
+    """The keys of every object under ``root`` (an s3:// prefix), from one listing."""
     bucket, prefix = split_s3_url(root)
     found = set()
     for page in boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -189,13 +188,7 @@ def indexed_ids(root: str) -> set[str]:
 def with_indexes(shard_map: ShardMap, root: str) -> tuple[ShardMap, int, int]:
     """The catalog with each granule pointed at its index where one exists under ``root``; and
     how many granules have one, of how many."""
-    present = indexed_ids(root)
-    bucket, _ = split_s3_url(root)
+    present = index_keys(root)
     located = {g.id: index_location(root, g.id) for g in catalog_granules(shard_map)}
-    have = {gid for gid, loc in located.items() if split_s3_url(loc)[1] in present and split_s3_url(loc)[0] == bucket}
-    doc = json.loads(shard_map.model_dump_json(exclude_none=True))
-    for refs in doc["shards"].values():
-        for ref in refs:
-            if ref["id"] in have:
-                ref["index"] = located[ref["id"]]
-    return ShardMap.model_validate(doc), len(have), len(located)
+    have = {gid: {"index": loc} for gid, loc in located.items() if split_s3_url(loc)[1] in present}
+    return shard_map.with_granule_fields(have), len(have), len(located)

@@ -262,6 +262,15 @@ class ShardMap(BaseModel):
             )
 
     # -- files --------------------------------------------------------------------------------
+    def with_granule_fields(self, fields: dict[str, dict[str, Any]]) -> ShardMap:
+        """A copy whose every entry of each granule id in ``fields`` also carries those fields
+        (a run's index references, the granules' identities at submit)."""
+        doc = json.loads(self.model_dump_json(exclude_none=True))
+        for refs in doc["shards"].values():
+            for ref in refs:
+                ref.update(fields.get(ref["id"], {}))
+        return ShardMap.model_validate(doc)
+
     def save(self, path: str | Path) -> None:
         # compact: recorded chunks make a catalog a few kB per granule and shard
         Path(path).write_text(json.dumps(self.model_dump(mode="json", exclude_none=True), separators=(",", ":")) + "\n")
