@@ -518,19 +518,27 @@ def test_a_table_query_reads_its_own_partition_only(monkeypatch):
     assert compared[0] < 100, f"{compared[0]} key comparisons to read 5 items in 3 pages from a table of 605"
 
 
-def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
-    """moto sorted every item of the table by its keys, then compared each with the index's key,
-    casting both values every time: an index query cost grew with the whole table."""
-    from moto import mock_aws
+def count_casts(monkeypatch) -> list[int]:
+    """From now on, ``[n]``: how many DynamoDB values moto has cast (its comparisons cast both sides)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
     casts = [0]
     stock_cast = DynamoType.cast_value
 
     def counting_cast(self):
         casts[0] += 1
         return stock_cast.fget(self)
+
+    monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
+    return casts
+
+
+def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
+    """moto sorted every item of the table by its keys, then compared each with the index's key,
+    casting both values every time: an index query cost grew with the whole table."""
+    from moto import mock_aws
+
+    assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
 
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-west-2")
@@ -545,7 +553,7 @@ def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
                     ]
                 }
             )
-        monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
+        casts = count_casts(monkeypatch)
         got = query_all(
             ddb,
             TableName="partitions",
@@ -561,15 +569,8 @@ def test_a_range_condition_casts_no_value_of_the_partition_items_it_does_not_ans
     """A run's counter items (``begins_with(sk, "COUNT#")``) share the run's partition with its shard
     items: moto sorted and cast every one of them to answer."""
     from moto import mock_aws
-    from moto.dynamodb.models.dynamo_type import DynamoType
 
     assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
-    casts = [0]
-    stock_cast = DynamoType.cast_value
-
-    def counting_cast(self):
-        casts[0] += 1
-        return stock_cast.fget(self)
 
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-west-2")
@@ -589,7 +590,7 @@ def test_a_range_condition_casts_no_value_of_the_partition_items_it_does_not_ans
                     ]
                 }
             )
-        monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
+        casts = count_casts(monkeypatch)
         got = ddb.query(
             TableName="runs",
             KeyConditionExpression="pk = :p AND begins_with(sk, :c)",
