@@ -404,7 +404,7 @@ def status(
     """The status command's time (and the emulator's CPU in it: the emulator's DynamoDB, unlike
     DynamoDB, reads every item of the table for a query on an index, so the time of a query that
     matches nothing is measured too) and bytes."""
-    from producer.status import run_report
+    from producer.status import read_run, run_report
     from shared.results import ShardStatus
     from shared.runstatus import RunStatusStore
 
@@ -421,7 +421,7 @@ def status(
     client, tally = counting_client()
     runs = RunStatusStore(table, client)
     began = time.perf_counter()
-    report = run_report(runs, run_id)
+    report = run_report(runs, read_run(runs, run_id))
     first = time.perf_counter() - began
     received, calls = tally["bytes"], tally["calls"]
     nothing = []  # an index query that matches no item: what the emulator's scan of the table costs alone
@@ -432,7 +432,7 @@ def status(
     timed, client_cpu, emulator_cpu = [], [], []
     for _ in range(repeats):
         served, cpu, began = process_cpu_s(emulator_pid), time.process_time(), time.perf_counter()
-        run_report(runs, run_id)
+        run_report(runs, read_run(runs, run_id))
         timed.append(time.perf_counter() - began)
         client_cpu.append(time.process_time() - cpu)
         emulator_cpu.append(process_cpu_s(emulator_pid) - served)

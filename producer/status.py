@@ -23,14 +23,20 @@ ORDER = tuple(ShardStatus)  # as declared: unfinished first, then the finished o
 UNFINISHED = tuple(s for s in ShardStatus if not s.finished)
 
 
-def run_report(runs: RunStatusStore, run_id: str, dead_letters: list[DeadLetter] = ()) -> dict:
-    """The run's counts and problems, reading only the run's counter items, a count of its running
-    shards and its FAILED and PARTIAL shards: a few small reads whatever the run's size.
-    ``dead_letters`` (the DLQ's messages) adds this run's, so a shard whose failure could not be
-    written to its record is still shown, with its reason."""
+def read_run(runs: RunStatusStore, run_id: str) -> RunRecord:
+    """The run's record with its counts (the run item and its counter items)."""
     run = runs.get_run(run_id)
     if run is None:
         raise InputError(f"no run {run_id} in table {runs.table}")
+    return run
+
+
+def run_report(runs: RunStatusStore, run: RunRecord, dead_letters: list[DeadLetter] = ()) -> dict:
+    """The run's counts and problems: besides the run's record (:func:`read_run`), a count of its
+    running shards and its FAILED and PARTIAL shards, a few small reads whatever the run's size.
+    ``dead_letters`` (the DLQ's messages) adds this run's, so a shard whose failure could not be
+    written to its record is still shown, with its reason."""
+    run_id = run.run_id
     counts = {s: run.counts.get(s, 0) for s in ORDER}
     counts[ShardStatus.RUNNING] = runs.count(run_id, ShardStatus.RUNNING)
     counts[ShardStatus.PENDING] = max(run.shards - sum(counts.values()), 0)
@@ -159,14 +165,12 @@ def status(args) -> int:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=1) if args.json else format_runs(records))
         return 0
     sqs = boto3.client("sqs")
-    run = runs.get_run(args.run_id)
-    if run is None:
-        raise InputError(f"no run {args.run_id} in table {runs.table}")
+    run = read_run(runs, args.run_id)
     dead_letter_queue = (
         stack.index_dead_letter_queue_url if run.kind is RunKind.INDEXES else stack.dead_letter_queue_url
     )
     while True:
-        report = run_report(runs, args.run_id, _dead_letters(sqs, dead_letter_queue))
+        report = run_report(runs, run, _dead_letters(sqs, dead_letter_queue))
         if args.json:
             print(json.dumps(report, indent=1))
         elif args.watch and sys.stdout.isatty():
@@ -176,6 +180,7 @@ def status(args) -> int:
         if not args.watch or report["finished"]:
             break
         time.sleep(args.interval)
+        run = read_run(runs, args.run_id)
     counts = report["counts"]
     return outcome_code(
         counts[str(ShardStatus.FAILED)] + len(report["dead_lettered"]), counts[str(ShardStatus.PARTIAL)]

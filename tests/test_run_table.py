@@ -8,7 +8,7 @@ from collections import Counter
 import boto3
 import pytest
 
-from producer.status import run_report
+from producer.status import read_run, run_report
 from shared.results import ShardStatus
 from shared.runstatus import COUNTER_ITEMS, RunStatusStore
 from tests.queue_helpers import credentials_file, drain, runs, submit
@@ -87,7 +87,8 @@ def test_status_reads_counts_and_problem_shards_only(env, catalog, tmp_path):
 
     for op in ("Query", "GetItem", "Scan"):
         client.meta.events.register(f"after-call.dynamodb.{op}", note)
-    report = run_report(RunStatusStore(env.run_table, client), "reads")
+    runs = RunStatusStore(env.run_table, client)
+    report = run_report(runs, read_run(runs, "reads"))
     assert [p["status"] for p in report["problems"]] == ["PARTIAL"]
     assert sum(report["counts"].values()) == len(doc["shard_keys"]) and report["finished"]
     assert len(shard_items) == 1, "status read the problem shard only, not every shard"

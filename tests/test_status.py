@@ -10,7 +10,7 @@ CREATED, ENDED = "2024-01-01T00:00:00+00:00", "2024-01-01T00:10:00+00:00"
 
 
 class Runs:
-    """What run_report reads of a RunStatusStore: the run with its counted statuses, a count, shards by status."""
+    """What run_report reads of a RunStatusStore (a count, shards by status), and the run with its counted statuses."""
 
     table = "runs"
 
@@ -36,9 +36,6 @@ class Runs:
             last_finished_at=ENDED if any(s.finished for s in statuses) else None,
         )
 
-    def get_run(self, run_id):
-        return self.run
-
     def count(self, run_id, status):
         return sum(r.status == status for r in self.records)
 
@@ -48,7 +45,8 @@ class Runs:
 
 def test_counts_every_status_in_order_and_finishes_when_no_shard_is_pending_or_running():
     statuses = [ShardStatus.SUCCEEDED] * 2 + [ShardStatus.EMPTY, ShardStatus.PARTIAL, ShardStatus.FAILED]
-    report = run_report(Runs(statuses), "r")
+    runs = Runs(statuses)
+    report = run_report(runs, runs.run)
     assert list(report["counts"]) == ["PENDING", "RUNNING", "SUCCEEDED", "EMPTY", "PARTIAL", "FAILED"]
     assert report["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "EMPTY": 1, "PARTIAL": 1, "FAILED": 1}
     assert report["finished"] and report["elapsed_s"] == 600.0
@@ -56,7 +54,8 @@ def test_counts_every_status_in_order_and_finishes_when_no_shard_is_pending_or_r
 
 
 def test_pending_and_running_shards_are_not_finished():
-    report = run_report(Runs([ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.EMPTY, ShardStatus.FAILED]), "r")
+    runs = Runs([ShardStatus.PENDING, ShardStatus.RUNNING, ShardStatus.EMPTY, ShardStatus.FAILED])
+    report = run_report(runs, runs.run)
     assert not report["finished"]
     assert progress_bar(report, width=8) == "[####....] 2/4"
 
@@ -70,6 +69,6 @@ def test_the_report_names_the_run_windows():
     runs.run = runs.run.model_copy(
         update={"windows": [{**w.model_dump(mode="json"), "index": i} for i, w in enumerate(windows)]}
     )
-    report = run_report(runs, "r")
+    report = run_report(runs, runs.run)
     assert report["windows"] == [w.label for w in windows]
     assert f"windows (each shard writes all of them): {windows[0].label}; {windows[1].label}" in format_report(report)
