@@ -1,9 +1,9 @@
 """Named reducers: per-cell statistics over points grouped by cell, with no loop over cells.
 
 Every reducer takes a :class:`Groups` (points sorted by cell, then by height) and returns one
-value per cell. Sorting once makes min, max and quantiles index look-ups, and sums are
-``np.bincount``. Arithmetic is float64; the store keeps float32 (``count`` is int32).
-A configuration picks reducers by name from :data:`REDUCERS`; nothing is evaluated.
+value per cell. Sorting once makes min, max and quantiles index look-ups, and sums run over
+each cell's contiguous points (``np.add.reduceat``). Arithmetic is float64; the store keeps
+float32 (``count`` is int32). A configuration picks reducers by name from :data:`REDUCERS`; nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 class Groups:
     """Points of one shard grouped by cell: sorted by (cell, value)."""
 
-    cell: np.ndarray  # int64 cell index in [0, n_cells), non-decreasing
     values: np.ndarray  # float64, ascending within each cell
     weights: np.ndarray  # float64 inverse variance 1/sigma^2, same order as values
     counts: np.ndarray  # int64 points per cell
@@ -34,31 +33,39 @@ class Groups:
 
 
 def value_order(values: np.ndarray) -> np.ndarray:
-    """The stable sort of ``values``: one sort that several groupings of the same points share."""
+    """The stable sort of ``values``."""
     return np.argsort(np.asarray(values, dtype=np.float64), kind="stable")
 
 
-def group_points(
-    cell: np.ndarray, values: np.ndarray, sigma: np.ndarray, n_cells: int, by_value: np.ndarray | None = None
-) -> Groups:
-    """Sort points by cell and value. ``cell`` holds indices in ``[0, n_cells)``; ``by_value`` is
-    :func:`value_order` of ``values`` when already known.
+def group_points(cell: np.ndarray, values: np.ndarray, sigma: np.ndarray, n_cells: int) -> Groups:
+    """Sort points by cell and value. ``cell`` holds indices in ``[0, n_cells)``."""
+    order = value_order(values)
+    weights = 1.0 / np.square(np.asarray(sigma, dtype=np.float64))
+    return group_value_sorted(
+        np.asarray(cell, dtype=np.int64)[order], np.asarray(values, dtype=np.float64)[order], weights[order], n_cells
+    )
+
+
+def group_value_sorted(cell: np.ndarray, values: np.ndarray, weights: np.ndarray, n_cells: int) -> Groups:
+    """Group points that are already in :func:`value_order` (``weights``: 1/sigma^2): several
+    groupings of the same points (levels, windows) share one sort by value.
 
     Points sorted by value, then stably by cell, are sorted by (cell, value, position): the order
     ``np.lexsort((values, cell))`` gives, at the cost of an integer sort (a radix sort for up to
     65,536 cells)."""
     cell = np.asarray(cell, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
     if cell.size and (cell.min() < 0 or cell.max() >= n_cells):
         raise ValueError("cell index out of range")
-    by_value = value_order(values) if by_value is None else by_value
-    keys = cell[by_value].astype(np.uint16 if n_cells <= 1 << 16 else np.int64)
-    order = by_value[np.argsort(keys, kind="stable")]
-    cell = cell[order]
+    keys = cell.astype(np.uint16) if n_cells <= 1 << 16 else cell
+    by_cell = np.argsort(keys, kind="stable")
     counts = np.bincount(cell, minlength=n_cells).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    return Groups(cell=cell, values=values[order], weights=1.0 / np.square(sigma[order]), counts=counts, starts=starts)
+    return Groups(
+        values=values[by_cell],
+        weights=weights[by_cell],
+        counts=counts,
+        starts=starts,
+    )
 
 
 def _per_cell(groups: Groups, filled_values: np.ndarray) -> np.ndarray:
@@ -67,8 +74,10 @@ def _per_cell(groups: Groups, filled_values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _sum(groups: Groups, x: np.ndarray) -> np.ndarray:
-    return np.bincount(groups.cell, weights=x, minlength=groups.n_cells)
+def _sums(groups: Groups, x: np.ndarray) -> np.ndarray:
+    """The sum of ``x`` over each filled cell's points, which are contiguous."""
+    f = groups.filled
+    return np.add.reduceat(x, groups.starts[f]) if f.any() else np.zeros(0)
 
 
 def count(groups: Groups) -> np.ndarray:
@@ -86,29 +95,25 @@ def maximum(groups: Groups) -> np.ndarray:
 
 
 def mean(groups: Groups) -> np.ndarray:
-    f = groups.filled
-    return _per_cell(groups, _sum(groups, groups.values)[f] / groups.counts[f])
+    return _per_cell(groups, _sums(groups, groups.values) / groups.counts[groups.filled])
 
 
 def weighted_mean(groups: Groups) -> np.ndarray:
     """Inverse-variance weighted mean: sum(h/s^2) / sum(1/s^2)."""
-    f = groups.filled
-    return _per_cell(groups, _sum(groups, groups.values * groups.weights)[f] / _sum(groups, groups.weights)[f])
+    return _per_cell(groups, _sums(groups, groups.values * groups.weights) / _sums(groups, groups.weights))
 
 
 def weighted_sigma(groups: Groups) -> np.ndarray:
     """Uncertainty of the weighted mean: 1 / sqrt(sum(1/s^2))."""
-    f = groups.filled
-    return _per_cell(groups, 1.0 / np.sqrt(_sum(groups, groups.weights)[f]))
+    return _per_cell(groups, 1.0 / np.sqrt(_sums(groups, groups.weights)))
 
 
 def variance(groups: Groups) -> np.ndarray:
     """Population variance (ddof 0), two-pass for numerical stability."""
-    f = groups.filled
-    cell_mean = np.zeros(groups.n_cells)
-    cell_mean[f] = _sum(groups, groups.values)[f] / groups.counts[f]
-    squares = _sum(groups, np.square(groups.values - cell_mean[groups.cell]))
-    return _per_cell(groups, squares[f] / groups.counts[f])
+    n = groups.counts[groups.filled]
+    cell_mean = _sums(groups, groups.values) / n
+    squares = _sums(groups, np.square(groups.values - np.repeat(cell_mean, n)))
+    return _per_cell(groups, squares / n)
 
 
 def std(groups: Groups) -> np.ndarray:

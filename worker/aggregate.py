@@ -11,23 +11,21 @@ import numpy as np
 
 from shared.config import PipelineConfig
 from shared.grid import GridSignature
-from shared.reducers import group_points, reduce, value_order
+from shared.reducers import Groups, group_points, group_value_sorted, reduce, value_order
 
 # stats_by_level[order][name]: shape (windows, cells of the shard at that order)
 StatsByLevel = dict[int, dict[str, np.ndarray]]
 
 
 def aggregate(
-    cell: np.ndarray,
-    h: np.ndarray,
-    sigma: np.ndarray,
-    config: PipelineConfig,
-    n_cells: int,
-    by_value: np.ndarray | None = None,
+    cell: np.ndarray, h: np.ndarray, sigma: np.ndarray, config: PipelineConfig, n_cells: int
 ) -> dict[str, np.ndarray]:
-    """Every configured statistic for cells ``0..n_cells-1``; empty cells hold the reducer's fill
-    value. ``by_value``: the points' :func:`~shared.reducers.value_order`, when already known."""
-    groups = group_points(cell, h, sigma, n_cells, by_value)
+    """Every configured statistic for cells ``0..n_cells-1``; empty cells hold the reducer's fill value."""
+    return statistics(group_points(cell, h, sigma, n_cells), config)
+
+
+def statistics(groups: Groups, config: PipelineConfig) -> dict[str, np.ndarray]:
+    """Every configured statistic of grouped points."""
     out = {}
     for name, stat in config.statistics.items():
         params = {"q": stat.q} if stat.q is not None else {}
@@ -51,15 +49,16 @@ def aggregate_levels(
     counted). Nested ids nest by bit shifting, so a point's cell at a coarser order is its child
     index shifted right by two bits per order.
     """
-    cell = np.asarray(cell, dtype=np.int64)
     window = np.asarray(window, dtype=np.int64)
-    used = window >= 0
-    cell, h, sigma, window = cell[used], np.asarray(h)[used], np.asarray(sigma)[used], window[used]
-    by_value = value_order(h)  # sorted once, for every level
+    used = np.flatnonzero(window >= 0)
+    by_value = used[value_order(np.asarray(h)[used])]  # sorted by value once, for every level
+    cell, window = np.asarray(cell, dtype=np.int64)[by_value], window[by_value]
+    h = np.asarray(h, dtype=np.float64)[by_value]
+    weights = 1.0 / np.square(np.asarray(sigma, dtype=np.float64)[by_value])
     out: StatsByLevel = {}
     for order in grid.levels:
         n = grid.cells_per_shard(order)
         key = window * n + (cell >> (2 * (grid.child_order - order)))
-        stats = aggregate(key, h, sigma, config, n_windows * n, by_value)
+        stats = statistics(group_value_sorted(key, h, weights, n_windows * n), config)
         out[order] = {name: values.reshape(n_windows, n) for name, values in stats.items()}
     return out
