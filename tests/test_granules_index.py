@@ -9,6 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -29,11 +30,12 @@ from shared.granules import (
 )
 from shared.granules import index as index_module
 from shared.granules.io import merge_ranges
-from shared.granules.strategies import INDEXES, IndexCache, read_named, recorded_ranges
+from shared.granules.strategies import GRANULE_INDEX, INDEXES, IndexCache, read_named, recorded_ranges
 from shared.grid import DEFAULT_GRID, child_cell_ids
 from shared.results import ShardStatus
+from shared.windows import TimeWindow, atlas_moment, window_index
 from tests.conftest import GREENLAND
-from tests.independent import expected_cells, kept_points
+from tests.independent import BEAMS, declared_fill, expected_cells, kept_points
 from tests.pipeline import assemble_native
 from tests.read_paths import in_shard, indexed, process
 from tests.test_real_data import assert_cells_match
@@ -366,3 +368,74 @@ def test_indexes_are_read_with_their_own_credentials(s3, indexed_granule):
     INDEXES.clear()
     name, _ = points_of(ref.model_copy(update={"index": location}), next(iter(index.shards)), both)
     assert name == "granule_index"  # the index came through index_s3, the local granule needs no S3
+
+
+# -- times: a beam that no window divides is read without its times ------------------------------
+@pytest.mark.parametrize("name", REAL)
+def test_an_index_holds_each_beams_time_span(data_dir, name):
+    """Per beam, the earliest and latest delta_time (h5py), where every time of the beam is data."""
+    path = data_dir / "atl06" / name
+    index = build_index(str(path), name, config(), DEFAULT_GRID, ReadContext())
+    expected = {}
+    with h5py.File(path) as f:
+        for beam in BEAMS:
+            if f"{beam}/land_ice_segments/delta_time" not in f:
+                continue
+            dataset = f[f"{beam}/land_ice_segments/delta_time"]
+            t, fill = dataset[:], declared_fill(dataset)
+            if t.size and np.isfinite(t).all() and (fill is None or (t != fill).all()):
+                expected[beam] = (float(t.min()), float(t.max()))
+    assert expected and index.time_spans == expected
+    assert GranuleIndex.from_bytes(index.to_bytes(), "here").time_spans == expected
+
+
+def test_a_beam_in_one_window_is_read_without_its_times(indexed_granule):
+    index, ref = indexed_granule
+    key = max(index.shards, key=lambda k: sum(stop - start for start, stop in index.shards[k].values()))
+    spans = index.time_spans.values()
+    around = TimeWindow(
+        start=atlas_moment(min(s[0] for s in spans) - 60), end=atlas_moment(max(s[1] for s in spans) + 60)
+    )
+    GRANULE_INDEX.read(ref, ShardGeometry.of(key, DEFAULT_GRID), config(), ReadContext())  # the index, cached
+    timed, untimed = ReadContext(), ReadContext()
+    with_times = GRANULE_INDEX.read(ref, ShardGeometry.of(key, DEFAULT_GRID), config(), timed)
+    without = GRANULE_INDEX.read(ref, ShardGeometry.of(key, DEFAULT_GRID, [around]), config(), untimed)
+    assert len(with_times) > 100
+    assert_same_points(with_times, without)
+    assert (window_index(without.time, [around]) == 0).all()
+    assert untimed.stats.requests < timed.stats.requests and untimed.stats.bytes < timed.stats.bytes
+    assert (window_index(with_times.time, [around]) == 0).all()  # the times read agree
+
+
+def test_a_window_edge_inside_a_beams_span_places_each_point_by_its_own_time(data_dir, tmp_path):
+    """Two windows that cut the granule in two: each point goes where its own delta_time says
+    (the independent computation, per window)."""
+    from worker.shard import process_shard
+
+    path = data_dir / "atl06" / GREENLAND
+    index, location = indexed(path, tmp_path)
+    points = kept_points(path)
+    edge = atlas_moment(float(np.median(points["t"])))
+    windows = [
+        TimeWindow(start=atlas_moment(points["t"].min() - 60), end=edge),
+        TimeWindow(start=edge, end=atlas_moment(points["t"].max() + 60)),
+    ]
+    geometry = ShardGeometry.of(next(iter(index.shards)), DEFAULT_GRID, windows)
+    cut = [s for s in index.time_spans.values() if not geometry.one_window(s)]
+    assert cut, "the edge falls inside a beam's time span"
+    checked = 0
+    for key in index.shards:
+        written: dict[str, np.ndarray] = {}
+        ref = GranuleRef(id=GREENLAND, path=str(path), index=location)
+        result = process_shard(
+            key, [ref], config(), DEFAULT_GRID, windows, lambda stats: written.update(stats[12]), ReadContext()
+        )
+        assert result.strategies == {"granule_index": 1}
+        for w, window in enumerate(windows):
+            start, end = window.bounds_s
+            inside = (points["t"] >= start) & (points["t"] < end)
+            expected = in_shard(expected_cells({k: v[inside] for k, v in points.items()}), key)
+            if result.observations:
+                assert_cells_match(child_cell_ids(key), {n: v[w] for n, v in written.items()}, expected)
+                checked += len(expected)
+    assert checked > 0

@@ -57,3 +57,27 @@ def test_kept_points_are_in_the_shard_and_pass_the_filters():
 def test_span():
     assert span(np.array([False, True, False, True, False])) == (1, 4)
     assert span(np.zeros(3, bool)) is None
+
+
+def test_time_span_is_the_earliest_and_latest_time_when_every_time_is_data():
+    from shared.granules.points import time_span
+
+    assert time_span(np.array([5.0, 3.0, 9.0]), None) == (3.0, 9.0)
+    assert time_span(np.array([5.0, np.nan]), None) is None
+    assert time_span(np.array([5.0, -1.0]), -1.0) is None  # the fill value is not a time
+    assert time_span(np.array([]), None) is None
+
+
+def test_one_window_holds_when_no_window_starts_or_ends_inside_the_span():
+    from shared.granules.points import ShardGeometry
+
+    windows = ((100.0, 200.0), (200.0, 300.0), (400.0, 500.0))  # [start, end), a gap at [300, 400)
+    geometry = ShardGeometry(shard_key=1, nested=0, lat_band=(0.0, 1.0), grid=DEFAULT_GRID, windows=windows)
+    assert geometry.one_window((100.0, 199.5))  # a start is inside its window
+    assert not geometry.one_window((150.0, 200.0))  # 200 is in the next window
+    assert not geometry.one_window((99.0, 100.0))  # 99 is in none, 100 in the first
+    assert geometry.one_window((310.0, 390.0))  # all in none
+    assert not geometry.one_window((250.0, 450.0))  # across a gap into the third
+    assert geometry.one_window((0.0, 50.0)) and geometry.one_window((500.0, 900.0))
+    unknown = ShardGeometry(shard_key=1, nested=0, lat_band=(0.0, 1.0), grid=DEFAULT_GRID)
+    assert not unknown.one_window((150.0, 160.0))  # windows not known: every time is read

@@ -78,7 +78,7 @@ def process_shard(
     context = context or ReadContext()
     granules, _ = unique_granules(granules)  # every path (catalog, message, S3 list) ends here: never count one twice
     parts, failures, strategies = read_shard(
-        granules, ShardGeometry.of(shard_key, grid), config, context, should_stop=should_stop
+        granules, ShardGeometry.of(shard_key, grid, windows), config, context, should_stop=should_stop
     )
     points = Points.concat(parts)
     window = window_index(points.time, windows)

@@ -3,10 +3,12 @@ beside the data and referenced from the catalog (``GranuleRef.index``).
 
 A :class:`GranuleIndex` holds, for one granule as it was when indexed (its identity: size and
 ETag, see :class:`GranuleIdentity`), per beam the whole chunk table of every dataset a shard
-reads, and per shard key the index range ``[start, stop)`` of each beam holding that shard's
-points. With it a worker reads no HDF5 metadata and searches no latitude: it fetches the
-shard's chunks and decodes them (the ``granule_index`` strategy in
-:mod:`shared.granules.strategies`). An index whose granule no longer has the identity it
+reads, per shard key the index range ``[start, stop)`` of each beam holding that shard's
+points, and per beam the span of its times. With it a worker reads no HDF5 metadata and
+searches no latitude: it fetches the shard's chunks and decodes them (the ``granule_index``
+strategy in :mod:`shared.granules.strategies`); where no window of the run divides a beam's
+time span (a granule is a few minutes of one cycle), it does not fetch the beam's times either.
+An index whose granule no longer has the identity it
 recorded is stale and never trusted.
 
 Stored as gzip-compressed JSON (a few kB a granule), one object per granule under an index
@@ -75,6 +77,7 @@ class ShardPart(BaseModel):
 
     segments: dict[str, tuple[int, int]]
     chunks: dict[str, dict[str, DatasetChunks]]
+    time_spans: dict[str, tuple[float, float]] = {}  # of the beams in ``segments`` the index has one for
 
     @property
     def fully_recorded(self) -> bool:
@@ -103,6 +106,10 @@ class GranuleIndex(BaseModel):
     chunks: dict[str, dict[str, DatasetChunks]]
     # shard key -> beam -> [start, stop) holding the shard's points; a shard absent has none
     shards: dict[int, dict[str, tuple[int, int]]]
+    # beam -> earliest and latest time over the whole beam, for beams whose every time is data:
+    # a shard whose windows do not divide that span places the beam's points without their times
+    # (an index without it, or an older one, only means those times are read)
+    time_spans: dict[str, tuple[float, float]] = {}
 
     def shard(self, shard_key: int) -> ShardPart:
         """The segments of ``shard_key`` and the chunks restricted to them (empty: no point)."""
@@ -112,7 +119,8 @@ class GranuleIndex(BaseModel):
             for beam, (start, stop) in segments.items()
             if beam in self.chunks
         }
-        return ShardPart(segments=segments, chunks=chunks)
+        spans = {beam: self.time_spans[beam] for beam in segments if beam in self.time_spans}
+        return ShardPart(segments=segments, chunks=chunks, time_spans=spans)
 
     def serves(self, config: PipelineConfig, grid: GridSignature) -> bool:
         """Whether it was built for this grid and holds every dataset ``config`` reads."""
@@ -167,7 +175,8 @@ def build_index(
 ) -> GranuleIndex:
     """Index the granule at ``location`` (``s3://bucket/key`` or a local path), read through
     ``context`` (the granule's credentials): its identity, then its coordinates once (every
-    shard's ranges), then every dataset's chunk table over each beam's whole length. The identity
+    shard's ranges), then every dataset's chunk table over each beam's whole length, and each
+    beam's time span (its times, read whole). The identity
     is taken before and after: a granule replaced meanwhile raises rather than give an index
     that mixes two files. Raises :class:`~shared.granules.io.GranuleReadError`."""
     before = granule_identity(location, context)
@@ -182,6 +191,7 @@ def build_index(
             )
         shards = shard_segments(coordinates, grid)
         chunks = survey.chunk_records({beam: (0, lat.size) for beam, (lat, _, _) in coordinates.items() if lat.size})
+        time_spans = survey.time_spans([beam for beam, (lat, _, _) in coordinates.items() if lat.size])
     if granule_identity(location, context) != before:
         raise GranuleReadError(FailureKind.TRANSIENT, f"{granule_id}: replaced while being indexed: index it again")
     return GranuleIndex(
@@ -191,6 +201,7 @@ def build_index(
         datasets=dataset_names(config),
         chunks=chunks,
         shards=shards,
+        time_spans=time_spans,
     )
 
 

@@ -6,12 +6,17 @@ know about the shard) and :class:`Points` (the kept points: child-cell index, he
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.config import PipelineConfig
 from shared.grid import GridSignature, nested_ids, parent_of, shard_keys_of, shard_latitude_band, shard_nested_id
+
+if TYPE_CHECKING:
+    from shared.windows import TimeWindow
 
 
 @dataclass(frozen=True)
@@ -22,16 +27,32 @@ class ShardGeometry:
     nested: int
     lat_band: tuple[float, float]
     grid: GridSignature
+    # ``[start, end)`` of each window the shard's points are counted in, in delta_time seconds;
+    # None: not known to the read, which then reads every point's own time
+    windows: tuple[tuple[float, float], ...] | None = None
 
     @classmethod
-    def of(cls, shard_key: int, grid: GridSignature) -> ShardGeometry:
-        return cls(shard_key, shard_nested_id(shard_key), shard_latitude_band(shard_key), grid)
+    def of(cls, shard_key: int, grid: GridSignature, windows: Iterable[TimeWindow] | None = None) -> ShardGeometry:
+        bounds = None if windows is None else tuple(w.bounds_s for w in windows)
+        return cls(shard_key, shard_nested_id(shard_key), shard_latitude_band(shard_key), grid, bounds)
+
+    def one_window(self, span: tuple[float, float]) -> bool:
+        """Whether every time from ``span[0]`` to ``span[1]`` falls in the same window, or every one
+        in none: no window starts or ends after the first and at or before the last. Then points
+        with times in that span are placed without reading each one's time."""
+        if self.windows is None:
+            return False
+        edges = np.unique(np.asarray(self.windows, dtype=np.float64))
+        first, last = np.searchsorted(edges, span, side="right")
+        return bool(first == last)
 
 
 @dataclass
 class Points:
-    """Kept points of a shard: child-cell index, height, height sigma, time (``delta_time``: the
-    point's window; NaN where a reader had no time, a point then in no window)."""
+    """Kept points of a shard: child-cell index, height, height sigma, time (``delta_time``: what
+    places a point in its window; NaN where a reader had no time, a point then in no window).
+    Where a granule index shows that a beam's times all fall in one window (or in none), the
+    beam's points carry its earliest time instead of their own (:meth:`ShardGeometry.one_window`)."""
 
     cell: np.ndarray
     h: np.ndarray
@@ -65,6 +86,16 @@ def valid_values(x: np.ndarray, fill_value: float | None) -> np.ndarray:
     if fill_value is not None:
         ok &= x != fill_value
     return ok
+
+
+def time_span(time: np.ndarray, fill_value: float | None) -> tuple[float, float] | None:
+    """The earliest and the latest of ``time``, when every one of them is data
+    (:func:`valid_values`); None when any is not (then each point's own time decides whether it is
+    kept)."""
+    time = np.asarray(time, dtype=np.float64)
+    if time.size == 0 or not valid_values(time, fill_value).all():
+        return None
+    return float(time.min()), float(time.max())
 
 
 def valid_latitudes(lat: np.ndarray, fill_value: float | None) -> np.ndarray:

@@ -95,12 +95,30 @@ def has_recorded_chunks(granule: GranuleRef, config: PipelineConfig) -> bool:
 # =============================================================================================
 # No HDF5 metadata: chunks recorded beforehand (by the catalog, or in a granule index)
 # =============================================================================================
+TimeSpans = dict[str, tuple[float, float]]  # beam -> the span its points' times lie in, when not read
+
+
+def _names_read(beam: str, config: PipelineConfig, timeless: TimeSpans) -> tuple[str, ...]:
+    """The datasets read of a beam: all of a shard's, but its times where they are not needed."""
+    return tuple(n for n in dataset_names(config) if not (n == config.time and beam in timeless))
+
+
 def recorded_ranges(
-    segments: dict[str, tuple[int, int]], chunks: dict[str, dict[str, DatasetChunks]], config: PipelineConfig
+    segments: dict[str, tuple[int, int]],
+    chunks: dict[str, dict[str, DatasetChunks]],
+    config: PipelineConfig,
+    timeless: TimeSpans | None = None,
 ) -> list[tuple[int, int]]:
-    """Byte ranges of every recorded chunk over each beam's segment range."""
-    names = dataset_names(config)
-    return [r for b in config.beams if b in segments for n in names for r in byte_ranges(chunks[b][n], *segments[b])]
+    """Byte ranges of every recorded chunk over each beam's segment range (but the times of the
+    beams in ``timeless``)."""
+    timeless = timeless or {}
+    return [
+        r
+        for b in config.beams
+        if b in segments
+        for n in _names_read(b, config, timeless)
+        for r in byte_ranges(chunks[b][n], *segments[b])
+    ]
 
 
 def recorded_points(
@@ -111,10 +129,13 @@ def recorded_points(
     shard: ShardGeometry,
     config: PipelineConfig,
     recorded_by: str,
+    timeless: TimeSpans | None = None,
 ) -> Points:
     """The shard's kept points, decoded (inflate, unshuffle) from the fetched bytes of the
     recorded chunks (:func:`recorded_ranges`). A chunk that does not decode as recorded is
-    CORRUPT; ``recorded_by`` ("the catalog", "the granule index") says what to rebuild."""
+    CORRUPT; ``recorded_by`` ("the catalog", "the granule index") says what to rebuild. The
+    points of a beam in ``timeless`` carry the earliest time of its span (see :class:`Points`)."""
+    timeless = timeless or {}
 
     def stored_bytes(offset: int, size: int) -> memoryview:
         got = store.get(offset, size)
@@ -127,7 +148,7 @@ def recorded_points(
         start, stop = segments[beam]
         recorded = chunks[beam]
         values = {}
-        for name in dataset_names(config):
+        for name in _names_read(beam, config, timeless):
             try:
                 values[name] = values_in_range(recorded[name], start, stop, stored_bytes)
             except ChunkDecodeError as exc:
@@ -139,6 +160,9 @@ def recorded_points(
         fills = (recorded[config.latitude].fill, recorded[config.longitude].fill)
         cells = child_index(values[config.latitude], values[config.longitude], shard.nested, shard.grid, *fills)
         quality = values[config.quality.dataset] if config.quality else None
+        time_fill = recorded[config.time].fill
+        if beam in timeless:  # every time of the beam is data, in one window: any of them places its points
+            values[config.time], time_fill = np.full(stop - start, timeless[beam][0]), None
         parts.append(
             kept_points(
                 cells,
@@ -149,7 +173,7 @@ def recorded_points(
                 recorded[config.value].fill,
                 recorded[config.sigma].fill,
                 values[config.time],
-                recorded[config.time].fill,
+                time_fill,
             )
         )
     return Points.concat(parts)
@@ -340,6 +364,9 @@ class IndexedChunks:
     no latitude search; one round fetches the chunks the index lists for the shard, decoded as
     :class:`RecordedChunks` decodes them.
 
+    A beam whose time span (in the index) no window of the shard divides is placed in its window
+    without reading its times (:meth:`~shared.granules.points.ShardGeometry.one_window`).
+
     The index is trusted only while the granule is the file it describes: its size and ETag (or
     a local file's mtime) come back with the chunk bytes (a ranged GET carries them; a local file
     is fstat'ed), so checking costs no request. A granule with nothing to fetch (no point in the
@@ -361,11 +388,13 @@ class IndexedChunks:
         if index is None:
             return self._fall_back(granule, shard, config, context, problem)
         part = index.shard(shard.shard_key)
+        timeless = {beam: span for beam, span in part.time_spans.items() if shard.one_window(span)}
         source = open_source(granule.location, context)
         try:
             if part.segments and part.fully_recorded:
                 try:
-                    store, version = fetch_ranges_versioned(source, recorded_ranges(part.segments, part.chunks, config))
+                    ranges = recorded_ranges(part.segments, part.chunks, config, timeless)
+                    store, version = fetch_ranges_versioned(source, ranges)
                 except GranuleReadError as exc:  # a shorter granule ends before a chunk: replaced, or truncated?
                     if exc.kind != FailureKind.CORRUPT or index.identity.matches(source.version()):
                         raise
@@ -378,7 +407,9 @@ class IndexedChunks:
             INDEXES.forget(granule.index)
             return self._fall_back(granule, shard, config, context, "stale")
         if store is not None:
-            points = recorded_points(granule.id, part.segments, part.chunks, store, shard, config, "the granule index")
+            points = recorded_points(
+                granule.id, part.segments, part.chunks, store, shard, config, "the granule index", timeless
+            )
             return self.name, points
         if not part.segments:
             return self.name, Points.empty()  # the index holds every point of the granule: none is here

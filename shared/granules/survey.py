@@ -9,7 +9,7 @@ from shared.catalog import DatasetChunks, GranuleRef
 from shared.config import PipelineConfig
 from shared.granules.h5coro_adapter import H5File
 from shared.granules.io import ReadContext
-from shared.granules.points import dataset_names, valid_coordinates
+from shared.granules.points import dataset_names, time_span, valid_coordinates
 
 
 class GranuleSurvey:
@@ -42,6 +42,17 @@ class GranuleSurvey:
             lat, lon = (got[whole[p]] for p in paths[beam])
             out[beam] = (lat, lon, valid_coordinates(lat, lon, *(f.fill(p) for p in paths[beam])))
         return out
+
+    def time_spans(self, beams: list[str]) -> dict[str, tuple[float, float]]:
+        """Per beam, the earliest and the latest time (``config.time``) over its whole length, for
+        the beams whose every time is data (:func:`~shared.granules.points.time_span`)."""
+        cfg, f = self.config, self.file
+        paths = {b: cfg.dataset_path(b, cfg.time) for b in beams}
+        f.walk(list(paths.values()))
+        whole = {b: (p, 0, f.storage(p).length) for b, p in paths.items() if f.exists(p)}
+        got = f.read(list(whole.values()))
+        spans = {b: time_span(got[w], f.fill(w[0])) for b, w in whole.items()}
+        return {b: span for b, span in spans.items() if span is not None}
 
     def chunk_records(self, segments: dict[str, tuple[int, int]]) -> dict[str, dict[str, DatasetChunks]]:
         """Per beam, where every dataset's chunks holding the beam's segment range are stored and
