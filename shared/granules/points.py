@@ -120,7 +120,8 @@ def keep_mask(
     """Points every statistic can use: a height, a positive finite sigma, and an accepted quality flag."""
     ok = valid_values(h, h_fill) & valid_values(sigma, sigma_fill) & (sigma > 0)
     if quality is not None:
-        ok &= np.isin(quality, np.asarray(keep, dtype=quality.dtype))
+        # a comparison per accepted flag: np.isin is ~100x slower for a few values
+        ok &= np.logical_or.reduce([quality == k for k in keep]) if keep else False
     return ok
 
 
