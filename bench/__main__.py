@@ -353,10 +353,10 @@ def verdicts(r: dict, strategy: str) -> list[str]:
 
 
 def time_aggregation(config, n_points: int = 1_000_000, windows: int = 4, repeats: int = 3) -> dict:
-    """The configured statistics on random points over one shard (best of a few runs, CPU of this
-    thread: numpy's sorts and bincounts run on one core), three ways on the same points: order 12
-    alone in one window (what a shard computed before time windows and overviews), every level
-    (12 down to 6) in one window, and every level in ``windows`` windows."""
+    """The configured statistics on random points over one shard (best of a few runs: CPU of the
+    process, every thread's, and wall time: levels are grouped side by side), three ways on the
+    same points: order 12 alone in one window (what a shard computed before time windows and
+    overviews), every level (12 down to 6) in one window, and every level in ``windows`` windows."""
     from shared.grid import DEFAULT_GRID
     from worker.aggregate import aggregate, aggregate_levels
 
@@ -371,14 +371,14 @@ def time_aggregation(config, n_points: int = 1_000_000, windows: int = 4, repeat
         "levels_one_window": lambda: aggregate_levels(cell, h, sigma, np.zeros_like(cell), config, grid, 1),
         f"levels_{windows}_windows": lambda: aggregate_levels(cell, h, sigma, several, config, grid, windows),
     }
-    cpu = {}
+    cpu, wall = {}, {}
     for name, run in runs.items():
-        best = float("inf")
+        cpu[name] = wall[name] = float("inf")
         for _ in range(repeats):
-            began = time.thread_time()
+            began, began_cpu = time.perf_counter(), time.process_time()
             run()
-            best = min(best, time.thread_time() - began)
-        cpu[name] = best
+            cpu[name] = min(cpu[name], time.process_time() - began_cpu)
+            wall[name] = min(wall[name], time.perf_counter() - began)
     base = cpu["order12_one_window"]
     return {
         "points": n_points,
@@ -388,6 +388,7 @@ def time_aggregation(config, n_points: int = 1_000_000, windows: int = 4, repeat
         "statistics": list(config.statistics),
         "cpu_s": base,
         "cpu_s_by_layout": cpu,
+        "wall_s_by_layout": wall,
         "vs_order12_one_window": {name: value / base for name, value in cpu.items()},
     }
 
@@ -402,6 +403,7 @@ def aggregation_table(aggregation: dict) -> str:
     }
     return "\n".join(
         f"  {labels[name]:<42} {cpu:7.3f} s CPU  {aggregation['vs_order12_one_window'][name]:5.2f} x"
+        f"  {aggregation['wall_s_by_layout'][name]:7.3f} s wall"
         for name, cpu in aggregation["cpu_s_by_layout"].items()
     )
 
@@ -544,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"aggregation: {aggregation['points']:,} observations over {aggregation['cells']:,} cells, "
         f"{len(aggregation['statistics'])} statistics ({', '.join(aggregation['statistics'])}): "
-        f"{aggregation['cpu_s']:.3f} s CPU on one core"
+        f"{aggregation['cpu_s']:.3f} s CPU (order 12, one window)"
     )
     print(aggregation_table(aggregation))
     report = {

@@ -7,6 +7,8 @@ variances do not combine, so a coarse cell is never derived from finer cells' st
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from shared.config import PipelineConfig
@@ -15,6 +17,8 @@ from shared.reducers import Groups, group_points, group_value_sorted, reduce, va
 
 # stats_by_level[order][name]: shape (windows, cells of the shard at that order)
 StatsByLevel = dict[int, dict[str, np.ndarray]]
+# Levels are grouped side by side: numpy's sorts, gathers and sums release the GIL.
+LEVEL_THREADS = 2
 
 
 def aggregate(
@@ -55,10 +59,12 @@ def aggregate_levels(
     cell, window = np.asarray(cell, dtype=np.int64)[by_value], window[by_value]
     h = np.asarray(h, dtype=np.float64)[by_value]
     weights = 1.0 / np.square(np.asarray(sigma, dtype=np.float64)[by_value])
-    out: StatsByLevel = {}
-    for order in grid.levels:
+
+    def level(order: int) -> tuple[int, dict[str, np.ndarray]]:
         n = grid.cells_per_shard(order)
         key = window * n + (cell >> (2 * (grid.child_order - order)))
         stats = statistics(group_value_sorted(key, h, weights, n_windows * n), config)
-        out[order] = {name: values.reshape(n_windows, n) for name, values in stats.items()}
-    return out
+        return order, {name: values.reshape(n_windows, n) for name, values in stats.items()}
+
+    with ThreadPoolExecutor(max_workers=LEVEL_THREADS) as pool:
+        return dict(pool.map(level, grid.levels))
