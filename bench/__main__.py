@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import CACHE_DIR, InputSpec, granules
+from bench.measures import emit, process_cpu_s
 from bench.minimum import shard_minimum
 from bench.run import STRATEGIES
 from producer.stack import upload_granules
@@ -115,15 +116,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 # -- the emulator -------------------------------------------------------------------------------
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; NaN where /proc is unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def upload(paths: list[Path], env: dict[str, str]) -> str:
     """Put the granules into a bucket of the emulator's S3; returns the s3:// prefix."""
     import boto3
@@ -230,9 +222,9 @@ def run_strategy(
         cmd += ["--local-dir", str(local_dir)]
     if index_root is not None:
         cmd += ["--index-root", index_root]
-    served0 = _process_cpu_s(emulator_pid)
+    served0 = process_cpu_s(emulator_pid)
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, env={**os.environ, **env}, capture_output=True, text=True)
-    served = _process_cpu_s(emulator_pid) - served0
+    served = process_cpu_s(emulator_pid) - served0
     if done.returncode != 0:
         raise SystemExit(f"strategy {strategy} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
     if done.stderr.strip():
@@ -571,10 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         "all_identical": all(identical.values()),
         "memory_measure": "peak resident set (VmHWM) of each strategy's own process",
     }
-    line = json.dumps(report, separators=(",", ":"))
-    if args.json:
-        args.json.write_text(line + "\n")
-    print(line)
+    emit(report, args.json)
     return 0 if all(identical.values()) else 1
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from bench.measures import emit, per_emulator
 
 SQS_FIXES = ["sqs_counts_only_when_asked", "sqs_scans_read_the_clock_once"]  # the emulator's fixes to moto's SQS
 COUNTS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
@@ -116,18 +115,6 @@ def fill(endpoint: str, messages: int, batch: int) -> dict:
     }
 
 
-def measure(messages: int, batch: int, without_fixes: list[str]) -> dict:
-    from producer.stack.lifecycle import start_emulator
-
-    with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
-        endpoint, pid = start_emulator(Path(tmp), without_fixes=without_fixes)
-        try:
-            return fill(endpoint, messages, batch)
-        finally:
-            os.killpg(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
-
-
 def report(name: str, r: dict) -> str:
     return (
         f"{name:<16} {r['batches']} SendMessageBatch of {r['batch']}: first {EDGE} {r['first_batches_ms']:7.1f} ms"
@@ -141,16 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = {"moto as shipped": SQS_FIXES} if args.compare else {}
     runs["emulator"] = args.without_fix
-    results = {}
-    for name, without in runs.items():
-        results[name] = measure(args.messages, args.batch, without)
-        print(report(name, results[name]), flush=True)
-    line = json.dumps(
-        {"moto_as_shipped" if name != "emulator" else name: r for name, r in results.items()}, separators=(",", ":")
-    )
-    if args.json:
-        args.json.write_text(line + "\n")
-    print(line)
+    results = per_emulator(runs, lambda endpoint, _: fill(endpoint, args.messages, args.batch), report)
+    emit({"moto_as_shipped" if name != "emulator" else name: r for name, r in results.items()}, args.json)
     return 0
 
 

@@ -16,14 +16,12 @@ The last line printed is a JSON object with every figure.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from bench.measures import emit, per_emulator, process_cpu_s
 
 FAST_GET_FIX = "s3_gets_answered_directly"  # the emulator's fix that answers plain GETs from moto's backend
 OBJECT_BYTES = 19 * 2**20  # a full-length ATL06 granule
@@ -54,12 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def cpu_s(pid: int) -> float:
-    """User and system CPU time of process ``pid`` so far (``/proc/PID/stat``: utime, stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def read(endpoint: str, pid: int, gets: int, range_bytes: int, seed: int) -> dict:
     """Put the object, then time ``gets`` ranged GETs of it (after a warm-up)."""
     import boto3
@@ -81,10 +73,10 @@ def read(endpoint: str, pid: int, gets: int, range_bytes: int, seed: int) -> dic
 
     for start in starts[:WARM_UP]:
         get(start)
-    cpu_before, began = cpu_s(pid), time.perf_counter()
+    cpu_before, began = process_cpu_s(pid), time.perf_counter()
     for start in starts[WARM_UP:]:
         get(start)
-    cpu, wall = cpu_s(pid) - cpu_before, time.perf_counter() - began
+    cpu, wall = process_cpu_s(pid) - cpu_before, time.perf_counter() - began
     return {
         "gets": gets,
         "range_bytes": range_bytes,
@@ -93,18 +85,6 @@ def read(endpoint: str, pid: int, gets: int, range_bytes: int, seed: int) -> dic
         "emulator_cpu_ms_per_get": cpu / gets * 1000,
         "wall_ms_per_get": wall / gets * 1000,
     }
-
-
-def measure(gets: int, range_bytes: int, seed: int, without_fixes: list[str]) -> dict:
-    from producer.stack.lifecycle import start_emulator
-
-    with tempfile.TemporaryDirectory(prefix="bench-s3-get-") as tmp:
-        endpoint, pid = start_emulator(Path(tmp), without_fixes=without_fixes)
-        try:
-            return read(endpoint, pid, gets, range_bytes, seed)
-        finally:
-            os.killpg(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
 
 
 def report(name: str, r: dict) -> str:
@@ -119,16 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = {"moto's GET": [*args.without_fix, FAST_GET_FIX]} if args.compare else {}
     runs["emulator"] = args.without_fix
-    results = {}
-    for name, without in runs.items():
-        results[name] = measure(args.gets, args.range_kb * 1024, args.seed, without)
-        print(report(name, results[name]), flush=True)
-    line = json.dumps(
-        {"moto_get" if name != "emulator" else name: r for name, r in results.items()}, separators=(",", ":")
+    results = per_emulator(
+        runs, lambda endpoint, pid: read(endpoint, pid, args.gets, args.range_kb * 1024, args.seed), report
     )
-    if args.json:
-        args.json.write_text(line + "\n")
-    print(line)
+    emit({"moto_get" if name != "emulator" else name: r for name, r in results.items()}, args.json)
     return 0
 
 

@@ -60,6 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.measures import emit, process_cpu_s
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SPAN = 30  # shards a granule crosses
 BEAMS = ("gt1l", "gt1r", "gt2l", "gt2r", "gt3l", "gt3r")
@@ -371,15 +373,6 @@ def counting_client():
 
     client.meta.events.register("after-call.dynamodb", note)
     return client, tally
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far; NaN where /proc is unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def status_command(run_id: str, env: dict[str, str]) -> tuple[float, str]:
@@ -744,10 +737,7 @@ def main(argv: list[str] | None = None, stack_state=None) -> int:
         "targets": checks,
         "all_pass": all(c["pass"] for c in checks),
     }
-    line = json.dumps(report, separators=(",", ":"))
-    if args.json:
-        args.json.write_text(line + "\n")
-    print(line)
+    emit(report, args.json)
     return 0
 
 
