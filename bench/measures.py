@@ -3,6 +3,7 @@ emulator (with some of its fixes left out), and the JSON line a benchmark ends w
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -18,6 +19,19 @@ def process_cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def add_emulator_options(parser: argparse.ArgumentParser) -> None:
+    """``--without-fix NAME`` (repeatable) and ``--json PATH``: the options of a benchmark run on
+    bare emulators (:func:`per_emulator`)."""
+    parser.add_argument(
+        "--without-fix",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start the emulator without this fix of its (repeatable; see python -m producer.stack.emulator --help)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the final JSON object to this file")
 
 
 def per_emulator(

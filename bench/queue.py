@@ -21,9 +21,8 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from bench.measures import emit, per_emulator
+from bench.measures import add_emulator_options, emit, per_emulator
 
 SQS_FIXES = ["sqs_counts_only_when_asked", "sqs_scans_read_the_clock_once"]  # the emulator's fixes to moto's SQS
 COUNTS = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
@@ -49,14 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"run twice: first with the emulator's fixes to SQS left out ({', '.join(SQS_FIXES)}: "
         "moto's SQS as shipped), then with them",
     )
-    p.add_argument(
-        "--without-fix",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="start the emulator without this fix of its (repeatable; see python -m producer.stack.emulator --help)",
-    )
-    p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
+    add_emulator_options(p)
     args = p.parse_args(argv)
     if args.messages < args.batch * 2 * EDGE:
         p.error(f"--messages must be at least {args.batch * 2 * EDGE} ({2 * EDGE} batches)")

@@ -19,9 +19,8 @@ import argparse
 import random
 import sys
 import time
-from pathlib import Path
 
-from bench.measures import emit, per_emulator, process_cpu_s
+from bench.measures import add_emulator_options, emit, per_emulator, process_cpu_s
 
 FAST_GET_FIX = "s3_gets_answered_directly"  # the emulator's fix that answers plain GETs from moto's backend
 OBJECT_BYTES = 19 * 2**20  # a full-length ATL06 granule
@@ -38,14 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"run twice: first with the emulator's {FAST_GET_FIX} left out (moto answers every GET), then with it",
     )
-    p.add_argument(
-        "--without-fix",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="start the emulator without this fix of its (repeatable; see python -m producer.stack.emulator --help)",
-    )
-    p.add_argument("--json", type=Path, help="also write the final JSON object to this file")
+    add_emulator_options(p)
     args = p.parse_args(argv)
     if args.gets < 1 or not 0 < args.range_kb * 1024 < OBJECT_BYTES:
         p.error("--gets must be positive and --range-kb within the object")
