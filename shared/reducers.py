@@ -3,7 +3,8 @@
 Every reducer takes a :class:`Groups` (points sorted by cell, then by height) and returns one
 value per cell. Sorting once makes min, max and quantiles index look-ups, and sums run over
 each cell's contiguous points (``np.add.reduceat``). Arithmetic is float64; the store keeps
-float32 (``count`` is int32). A configuration picks reducers by name from :data:`REDUCERS`; nothing is evaluated.
+float32 (``count`` is int32). A configuration picks reducers by name from :data:`REDUCERS`;
+nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -60,12 +61,7 @@ def group_value_sorted(cell: np.ndarray, values: np.ndarray, weights: np.ndarray
     by_cell = np.argsort(keys, kind="stable")
     counts = np.bincount(cell, minlength=n_cells).astype(np.int64)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
-    return Groups(
-        values=values[by_cell],
-        weights=weights[by_cell],
-        counts=counts,
-        starts=starts,
-    )
+    return Groups(values=values[by_cell], weights=weights[by_cell], counts=counts, starts=starts)
 
 
 def _per_cell(groups: Groups, filled_values: np.ndarray) -> np.ndarray:

@@ -8,8 +8,7 @@ points, and per beam the span of its times. With it a worker reads no HDF5 metad
 searches no latitude: it fetches the shard's chunks and decodes them (the ``granule_index``
 strategy in :mod:`shared.granules.strategies`); where no window of the run divides a beam's
 time span (a granule is a few minutes of one cycle), it does not fetch the beam's times either.
-An index whose granule no longer has the identity it
-recorded is stale and never trusted.
+An index whose granule no longer has the identity it recorded is stale and never trusted.
 
 Stored as gzip-compressed JSON (a few kB a granule), one object per granule under an index
 root (:func:`index_location`): an ``s3://bucket/prefix/`` or a local folder.
@@ -176,9 +175,9 @@ def build_index(
     """Index the granule at ``location`` (``s3://bucket/key`` or a local path), read through
     ``context`` (the granule's credentials): its identity, then its coordinates once (every
     shard's ranges), then every dataset's chunk table over each beam's whole length, and each
-    beam's time span (its times, read whole). The identity
-    is taken before and after: a granule replaced meanwhile raises rather than give an index
-    that mixes two files. Raises :class:`~shared.granules.io.GranuleReadError`."""
+    beam's time span (its times, read whole). The identity is taken before and after: a granule
+    replaced meanwhile raises rather than give an index that mixes two files. Raises
+    :class:`~shared.granules.io.GranuleReadError`."""
     before = granule_identity(location, context)
     where = {"s3": location} if location.startswith("s3://") else {"path": location}
     with GranuleSurvey(GranuleRef(id=granule_id, **where), config, context) as survey:

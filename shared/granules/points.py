@@ -38,8 +38,8 @@ class ShardGeometry:
 
     def one_window(self, span: tuple[float, float]) -> bool:
         """Whether every time from ``span[0]`` to ``span[1]`` falls in the same window, or every one
-        in none: no window starts or ends after the first and at or before the last. Then points
-        with times in that span are placed without reading each one's time."""
+        in none: no window starts or ends after the earliest and at or before the latest. Then
+        points with times in that span are placed without reading each one's time."""
         if self.windows is None:
             return False
         edges = np.unique(np.asarray(self.windows, dtype=np.float64))
