@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv
-	# uv resolves this set in seconds; pip's resolver took over 15 minutes here.
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[dev]"
+	# uv resolves this set in seconds; pip's resolver took over 15 minutes here. The dependencies'
+	# bytecode is written now: where PYTHONDONTWRITEBYTECODE is set, every command would otherwise
+	# compile boto3 and pydantic at each start (status: 1.3 s instead of 0.6 s).
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
