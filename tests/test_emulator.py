@@ -82,6 +82,21 @@ def at_once(n: int, call) -> list:
     return results
 
 
+def count_calls(monkeypatch, *targets: tuple[object, str]) -> list[int]:
+    """From now on, ``[n]``: how many times any of ``targets`` (an owner, a class or a module, and
+    an attribute name: a function, a method, or a property, whose reads are counted) was called."""
+    calls = [0]
+    for owner, name in targets:
+        stock = getattr(owner, name)
+
+        def counting(*args, _stock=stock.fget if isinstance(stock, property) else stock, **kwargs):
+            calls[0] += 1
+            return _stock(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, property(counting) if isinstance(stock, property) else counting)
+    return calls
+
+
 def test_concurrent_conditional_transactions_apply_once(endpoint):
     ddb = client(endpoint, "dynamodb")
     table = "isolation"
@@ -267,14 +282,7 @@ def test_a_send_does_not_go_through_the_queue(fifo):
 def test_a_receive_goes_through_the_queue_once_and_reads_the_clock_once(monkeypatch):
     """moto's receive read every message ten times (once for visibility, nine times for the queue's
     counts while checking the message's retention period) and the clock twice per message."""
-    clock_reads = [0]
-    stock = moto_utils.unix_time
-
-    def unix_time(*args):
-        clock_reads[0] += 1
-        return stock(*args)
-
-    monkeypatch.setattr(moto_utils, "unix_time", unix_time)
+    clock_reads = count_calls(monkeypatch, (moto_utils, "unix_time"))
     for length in (100, 400):
         backend, queue, _ = queue_of(length)
         clock_reads[0] = 0
@@ -500,18 +508,11 @@ def test_a_table_query_reads_its_own_partition_only(monkeypatch):
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     assert "dynamodb_query_reads_one_partition" in emulator.apply_fixes()
-    compared = [0]
-    stock_eq = DynamoType.__eq__
-
-    def counting_eq(self, other):
-        compared[0] += 1
-        return stock_eq(self, other)
-
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-west-2")
         ranged_table(ddb, "partitions")
         fill(ddb, "partitions", {"small": 5, "large": 600})
-        monkeypatch.setattr(DynamoType, "__eq__", counting_eq)
+        compared = count_calls(monkeypatch, (DynamoType, "__eq__"))
         got = query_all(
             ddb,
             TableName="partitions",
@@ -527,15 +528,7 @@ def count_casts(monkeypatch) -> list[int]:
     """From now on, ``[n]``: how many DynamoDB values moto has cast (its comparisons cast both sides)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    casts = [0]
-    stock_cast = DynamoType.cast_value
-
-    def counting_cast(self):
-        casts[0] += 1
-        return stock_cast.fget(self)
-
-    monkeypatch.setattr(DynamoType, "cast_value", property(counting_cast))
-    return casts
+    return count_calls(monkeypatch, (DynamoType, "cast_value"))
 
 
 def test_an_index_query_casts_no_value_of_items_it_does_not_answer(monkeypatch):
@@ -662,13 +655,6 @@ def test_a_query_answer_is_not_walked_value_by_value(monkeypatch, endpoint):
     from moto.core.serialize import AttributePicker
 
     assert "dynamodb_items_serialized_as_stored" in emulator.apply_fixes()
-    picked = [0]
-    stock_pick = AttributePicker.__call__
-
-    def counting_pick(self, context):
-        picked[0] += 1
-        return stock_pick(self, context)
-
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-west-2")
         ranged_table(ddb, "wide")
@@ -682,7 +668,7 @@ def test_a_query_answer_is_not_walked_value_by_value(monkeypatch, endpoint):
                     ]
                 }
             )
-        monkeypatch.setattr(AttributePicker, "__call__", counting_pick)
+        picked = count_calls(monkeypatch, (AttributePicker, "__call__"))
         got = ddb.query(
             TableName="wide", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p"}}
         )
@@ -793,20 +779,7 @@ def moto_invocations(monkeypatch) -> list[int]:
     import flask
     from moto.s3.responses import S3Response
 
-    calls = [0]
-    stock_call, stock_key = flask.Flask.__call__, S3Response.key_response
-
-    def counting_call(self, environ, start_response):
-        calls[0] += 1
-        return stock_call(self, environ, start_response)
-
-    def counting_key(self, *args, **kwargs):
-        calls[0] += 1
-        return stock_key(self, *args, **kwargs)
-
-    monkeypatch.setattr(flask.Flask, "__call__", counting_call)
-    monkeypatch.setattr(S3Response, "key_response", counting_key)
-    return calls
+    return count_calls(monkeypatch, (flask.Flask, "__call__"), (S3Response, "key_response"))
 
 
 def test_plain_s3_gets_answer_as_moto_does(moto_apps, monkeypatch):
